@@ -1,0 +1,207 @@
+//! `apply`: the deterministic state-machine step. Commands in, one result per command out, plus
+//! the change set the caller persists atomically. No clock, randomness, I/O or hash-map order:
+//! the same store and batch give byte-identical results and changes on every replica.
+
+mod account;
+mod expiry;
+mod idempotency;
+mod transfer;
+mod txn;
+
+use crate::command::{Command, CommandResult};
+use crate::errors::BatchError;
+use crate::ids::TransferId;
+use crate::limits::{BATCH_COMMANDS_MAX, TIMESTAMP_NS_MAX};
+use crate::store::{ChangeSet, LedgerRead};
+use txn::Txn;
+
+/// What one batch did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// One per command, in order.
+    pub results: Vec<CommandResult>,
+    /// Holds the batch expired before its commands ran.
+    pub expired: Vec<TransferId>,
+    /// Every write of the batch, to be persisted in one atomic write.
+    pub changes: ChangeSet,
+}
+
+/// Hands out event timestamps. Each expiry and each command gets its own, strictly larger than
+/// the last one the ledger applied, even if the batch timestamp went backwards (a new leader with
+/// a slower clock): time in the ledger never goes backwards.
+pub(crate) struct EventClock {
+    next_ns: u64,
+}
+
+impl EventClock {
+    fn tick(&mut self) -> u64 {
+        let now = self.next_ns;
+        self.next_ns += 1;
+        now
+    }
+}
+
+/// Applies `commands` stamped with `batch_timestamp_ns` (the leader's stamp on the log entry) to
+/// the state `store` holds, and returns the results and changes without writing anything.
+///
+/// First, pending transfers whose timeout has passed are expired (at most
+/// `EXPIRIES_PER_BATCH_MAX`). Then each command runs in order; a linked chain runs
+/// all-or-nothing. A whole batch is refused only when it breaks the batch bounds.
+pub fn apply<S: LedgerRead>(
+    store: &S,
+    commands: &[Command],
+    batch_timestamp_ns: u64,
+) -> Result<Applied, BatchError> {
+    if commands.len() > BATCH_COMMANDS_MAX {
+        return Err(BatchError::TooManyCommands {
+            commands: commands.len(),
+        });
+    }
+    if batch_timestamp_ns == 0 || batch_timestamp_ns > TIMESTAMP_NS_MAX {
+        return Err(BatchError::TimestampOutOfRange {
+            timestamp_ns: batch_timestamp_ns,
+        });
+    }
+    let mut meta = store.meta();
+    let mut clock = EventClock {
+        next_ns: batch_timestamp_ns.max(meta.last_timestamp_ns + 1),
+    };
+    let first_event_ns = clock.next_ns;
+    let mut txn = Txn::new(store);
+
+    let expired = expiry::expire_holds(&mut txn, batch_timestamp_ns, &mut clock);
+    let results = apply_commands(&mut txn, commands, &mut clock);
+    debug_assert_eq!(results.len(), commands.len());
+
+    if clock.next_ns > first_event_ns {
+        meta.last_timestamp_ns = clock.next_ns - 1;
+    }
+    meta.batches_applied += 1;
+    meta.hash_chain = chain_hash(
+        &meta.hash_chain,
+        batch_timestamp_ns,
+        commands,
+        &results,
+        &expired,
+    );
+    let changes = txn.finish(meta);
+    Ok(Applied {
+        results,
+        expired,
+        changes,
+    })
+}
+
+fn apply_commands<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    commands: &[Command],
+    clock: &mut EventClock,
+) -> Vec<CommandResult> {
+    let mut results = Vec::with_capacity(commands.len());
+    let mut start = 0;
+    while start < commands.len() {
+        let chain_end = commands[start..]
+            .iter()
+            .position(|command| !command.linked())
+            .map(|offset| start + offset);
+        match chain_end {
+            None => {
+                // The batch ends inside a chain: nothing of it runs.
+                let last = commands.len() - 1;
+                for command in &commands[start..last] {
+                    clock.tick();
+                    results.push(CommandResult::linked_event_failed(command));
+                }
+                clock.tick();
+                results.push(CommandResult::linked_event_chain_open(&commands[last]));
+                start = commands.len();
+            }
+            Some(end) if end == start => {
+                let timestamp_ns = clock.tick();
+                results.push(execute(txn, &commands[start], timestamp_ns));
+                start += 1;
+            }
+            Some(end) => {
+                results.extend(apply_chain(txn, &commands[start..=end], clock));
+                start = end + 1;
+            }
+        }
+    }
+    results
+}
+
+/// Runs a linked chain all-or-nothing: on the first failure the overlay rolls back, the failing
+/// command keeps its own result and every other member answers `linked_event_failed`.
+fn apply_chain<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    chain: &[Command],
+    clock: &mut EventClock,
+) -> Vec<CommandResult> {
+    txn.begin_chain();
+    let mut results = Vec::with_capacity(chain.len());
+    let mut failed = None;
+    for command in chain {
+        let timestamp_ns = clock.tick();
+        if failed.is_some() {
+            results.push(CommandResult::linked_event_failed(command));
+            continue;
+        }
+        let result = execute(txn, command, timestamp_ns);
+        if !result.is_ok() {
+            failed = Some(results.len());
+        }
+        results.push(result);
+    }
+    match failed {
+        None => txn.commit_chain(),
+        Some(failed_index) => {
+            txn.rollback_chain();
+            for (index, command) in chain.iter().enumerate().take(failed_index) {
+                results[index] = CommandResult::linked_event_failed(command);
+            }
+        }
+    }
+    results
+}
+
+fn execute<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    command: &Command,
+    timestamp_ns: u64,
+) -> CommandResult {
+    match command {
+        Command::CreateAccount(new) => {
+            CommandResult::CreateAccount(account::create(txn, new, timestamp_ns))
+        }
+        Command::CloseAccount(close) => {
+            CommandResult::CloseAccount(account::close(txn, close, timestamp_ns))
+        }
+        Command::CreateTransfer(new) => {
+            CommandResult::CreateTransfer(transfer::create(txn, new, timestamp_ns))
+        }
+        Command::BeginIdempotent(begin) => {
+            CommandResult::BeginIdempotent(idempotency::begin(txn, begin, timestamp_ns))
+        }
+        Command::CompleteIdempotent(complete) => {
+            CommandResult::CompleteIdempotent(idempotency::complete(txn, complete, timestamp_ns))
+        }
+    }
+}
+
+/// Extends the hash chain with everything that determines the batch's effect and outcome.
+fn chain_hash(
+    previous: &[u8; 32],
+    batch_timestamp_ns: u64,
+    commands: &[Command],
+    results: &[CommandResult],
+    expired: &[TransferId],
+) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(previous);
+    hasher.update(&batch_timestamp_ns.to_le_bytes());
+    // Writing into a hasher cannot fail, and every value here is serializable by construction.
+    postcard::to_io(commands, &mut hasher).expect("commands serialize");
+    postcard::to_io(results, &mut hasher).expect("results serialize");
+    postcard::to_io(expired, &mut hasher).expect("expired ids serialize");
+    *hasher.finalize().as_bytes()
+}

@@ -1,0 +1,128 @@
+//! A full check of the ledger invariants, recomputed from scratch. `apply` checks the same
+//! invariants incrementally after every batch; this second, independent path runs in tests, after
+//! a snapshot is loaded, and on an operator's request.
+
+use crate::account::Balances;
+use crate::ids::AccountId;
+use crate::money::Currency;
+use crate::store::LedgerRead;
+use crate::transfer::HoldStatus;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvariantViolation {
+    #[error("{currency}: posted debits {debits} != posted credits {credits}")]
+    PostedNotBalanced {
+        currency: Currency,
+        debits: u128,
+        credits: u128,
+    },
+    #[error("{currency}: pending debits {debits} != pending credits {credits}")]
+    PendingNotBalanced {
+        currency: Currency,
+        debits: u128,
+        credits: u128,
+    },
+    #[error(
+        "{currency}: recorded totals {recorded:?} differ from the accounts' sum {recomputed:?}"
+    )]
+    TotalsDrifted {
+        currency: Currency,
+        recorded: Balances,
+        recomputed: Balances,
+    },
+    #[error("account {0} violates its balance flags")]
+    FlagsViolated(AccountId),
+    #[error("account {account_id}: pending balances {balances:?} differ from its pending holds (debits {held_debits}, credits {held_credits})")]
+    HoldsDrifted {
+        account_id: AccountId,
+        balances: Balances,
+        held_debits: u128,
+        held_credits: u128,
+    },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditReport {
+    pub accounts: u64,
+    pub holds_pending: u64,
+    pub totals: BTreeMap<Currency, Balances>,
+}
+
+/// Recomputes every balance invariant from the accounts and holds.
+pub fn audit<S: LedgerRead>(store: &S) -> Result<AuditReport, Box<InvariantViolation>> {
+    let mut held: BTreeMap<AccountId, (u128, u128)> = BTreeMap::new();
+    let mut holds_pending = 0u64;
+    store.scan_holds(&mut |hold| {
+        if hold.status == HoldStatus::Pending {
+            holds_pending += 1;
+            held.entry(hold.debit_account_id).or_default().0 += u128::from(hold.amount_minor);
+            held.entry(hold.credit_account_id).or_default().1 += u128::from(hold.amount_minor);
+        }
+    });
+
+    let mut totals: BTreeMap<Currency, Balances> = BTreeMap::new();
+    let mut accounts = 0u64;
+    let mut violation = None;
+    store.scan_accounts(&mut |account| {
+        accounts += 1;
+        let b = account.balances;
+        let total = totals.entry(account.currency).or_default();
+        total.debits_pending += b.debits_pending;
+        total.debits_posted += b.debits_posted;
+        total.credits_pending += b.credits_pending;
+        total.credits_posted += b.credits_posted;
+        if violation.is_some() {
+            return;
+        }
+        if !b.obey(account.flags) {
+            violation = Some(InvariantViolation::FlagsViolated(account.id));
+        }
+        let (held_debits, held_credits) = held.get(&account.id).copied().unwrap_or_default();
+        if (held_debits, held_credits) != (b.debits_pending, b.credits_pending) {
+            violation = Some(InvariantViolation::HoldsDrifted {
+                account_id: account.id,
+                balances: b,
+                held_debits,
+                held_credits,
+            });
+        }
+    });
+    if let Some(violation) = violation {
+        return Err(Box::new(violation));
+    }
+
+    for (&currency, total) in &totals {
+        if total.debits_posted != total.credits_posted {
+            return Err(Box::new(InvariantViolation::PostedNotBalanced {
+                currency,
+                debits: total.debits_posted,
+                credits: total.credits_posted,
+            }));
+        }
+        if total.debits_pending != total.credits_pending {
+            return Err(Box::new(InvariantViolation::PendingNotBalanced {
+                currency,
+                debits: total.debits_pending,
+                credits: total.credits_pending,
+            }));
+        }
+    }
+    let recorded = store.meta().totals;
+    for currency in recorded.keys().chain(totals.keys()) {
+        let recorded_total = recorded.get(currency).copied().unwrap_or_default();
+        let recomputed = totals.get(currency).copied().unwrap_or_default();
+        if recorded_total != recomputed {
+            return Err(Box::new(InvariantViolation::TotalsDrifted {
+                currency: *currency,
+                recorded: recorded_total,
+                recomputed,
+            }));
+        }
+    }
+    Ok(AuditReport {
+        accounts,
+        holds_pending,
+        totals,
+    })
+}
