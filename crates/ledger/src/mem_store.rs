@@ -1,7 +1,7 @@
 //! The in-memory ledger store: the reference backend for tests, benchmarks and tools.
 //!
-//! Point lookups use hash maps, which are never iterated into an output; scans go through the
-//! ordered maps. Equality compares contents, so two stores that applied the same batches compare
+//! Point lookups use hash maps, which are never iterated into an output: scans sort their keys
+//! or go through ordered maps. Equality compares contents, so two stores that applied the same batches compare
 //! equal.
 
 use crate::account::Account;
@@ -12,17 +12,18 @@ use crate::idempotency::{IdempotencyKey, IdempotencyRecord};
 use crate::ids::{AccountId, TransferId};
 use crate::store::{ChangeSet, HistoryEntry, LedgerMeta, LedgerRead};
 use crate::transfer::{Hold, TransferRecord};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemStore {
     meta: LedgerMeta,
-    accounts: BTreeMap<AccountId, Account>,
-    transfers: HashMap<TransferId, TransferRecord>,
+    accounts: FxHashMap<AccountId, Account>,
+    transfers: FxHashMap<TransferId, TransferRecord>,
     holds: BTreeMap<TransferId, Hold>,
     expiry_index: BTreeSet<(u64, TransferId)>,
     /// Each account's entries in timestamp order (appends always carry a later timestamp).
-    history: HashMap<AccountId, Vec<HistoryEntry>>,
+    history: FxHashMap<AccountId, Vec<HistoryEntry>>,
     idempotency: BTreeMap<IdempotencyKey, IdempotencyRecord>,
 }
 
@@ -134,7 +135,11 @@ impl LedgerRead for MemStore {
     }
 
     fn scan_accounts(&self, visit: &mut dyn FnMut(&Account)) {
-        self.accounts.values().for_each(visit);
+        let mut ids: Vec<AccountId> = self.accounts.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            visit(&self.accounts[&id]);
+        }
     }
 
     fn scan_holds(&self, visit: &mut dyn FnMut(&Hold)) {

@@ -67,7 +67,7 @@ pub fn apply<S: LedgerRead>(
         next_ns: batch_timestamp_ns.max(meta.last_timestamp_ns + 1),
     };
     let first_event_ns = clock.next_ns;
-    let mut txn = Txn::new(store);
+    let mut txn = Txn::with_capacity(store, commands.len());
 
     let expired = expiry::expire_holds(&mut txn, batch_timestamp_ns, &mut clock);
     let results = apply_commands(&mut txn, commands, &mut clock);

@@ -1,8 +1,10 @@
 //! The batch overlay: `apply`'s reads see its own earlier writes, linked chains roll back, and
 //! nothing reaches the store until the caller commits the finished `ChangeSet`.
 //!
-//! The maps here are `HashMap`s for speed; their iteration order never leaks, because `finish`
-//! sorts every output by key.
+//! The maps here are FxHash maps for speed; their iteration order never leaks, because `finish`
+//! sorts every output by key. FxHash is not collision-resistant and ids are client-chosen, but the
+//! overlay holds at most one batch (`BATCH_COMMANDS_MAX` commands), which bounds what crafted
+//! collisions can cost; durable backends index by ordered keys, not by this hash.
 
 use crate::account::{Account, Balances};
 use crate::idempotency::{IdempotencyKey, IdempotencyRecord};
@@ -10,7 +12,8 @@ use crate::ids::{AccountId, TransferId};
 use crate::money::Currency;
 use crate::store::{ChangeSet, HistoryEntry, LedgerMeta, LedgerRead};
 use crate::transfer::{Hold, HoldStatus, TransferRecord};
-use std::collections::{BTreeSet, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeSet;
 
 /// An account touched by the batch, with its balances as they were before the batch.
 struct AccountSlot {
@@ -30,23 +33,24 @@ struct ChainUndo {
 
 pub(crate) struct Txn<'s, S: LedgerRead> {
     store: &'s S,
-    accounts: HashMap<AccountId, AccountSlot>,
-    transfers: HashMap<TransferId, TransferRecord>,
-    holds: HashMap<TransferId, Hold>,
-    idempotency: HashMap<IdempotencyKey, IdempotencyRecord>,
+    accounts: FxHashMap<AccountId, AccountSlot>,
+    transfers: FxHashMap<TransferId, TransferRecord>,
+    holds: FxHashMap<TransferId, Hold>,
+    idempotency: FxHashMap<IdempotencyKey, IdempotencyRecord>,
     history: Vec<HistoryEntry>,
     chain: Option<ChainUndo>,
 }
 
 impl<'s, S: LedgerRead> Txn<'s, S> {
-    pub(crate) fn new(store: &'s S) -> Self {
+    /// Sized for a batch of `commands`, so the overlay never rehashes or reallocates mid-batch.
+    pub(crate) fn with_capacity(store: &'s S, commands: usize) -> Self {
         Txn {
             store,
-            accounts: HashMap::new(),
-            transfers: HashMap::new(),
-            holds: HashMap::new(),
-            idempotency: HashMap::new(),
-            history: Vec::new(),
+            accounts: FxHashMap::with_capacity_and_hasher(2 * commands, Default::default()),
+            transfers: FxHashMap::with_capacity_and_hasher(commands, Default::default()),
+            holds: FxHashMap::default(),
+            idempotency: FxHashMap::default(),
+            history: Vec::with_capacity(2 * commands),
             chain: None,
         }
     }
