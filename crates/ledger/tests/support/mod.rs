@@ -1,0 +1,3 @@
+//! Shared test support: the reference model of the ledger.
+
+pub mod model;
