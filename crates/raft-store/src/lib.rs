@@ -1,11 +1,46 @@
-//! `tally-raft-store`: replication of the ledger (issue 3, not built yet).
+//! `tally-raft-store`: the replicated ledger.
 //!
-//! It will hold the openraft 0.9 (`storage-v2`) type config whose request is a batch of
-//! `tally_ledger::Command`s, the log store and state machine over a small key-value trait
-//! (RocksDB in production; an in-memory backend that keeps synced and unsynced writes apart for
-//! simulation), snapshots, the gRPC Raft transport, the leader's group-commit batcher and the
-//! `tally-node` binary. The state machine will call `tally_ledger::apply` against a
-//! `tally_ledger::LedgerRead` view of its key-value store and write the returned
-//! `tally_ledger::ChangeSet` together with the last-applied log id in one synced batch.
-//!
-//! Nothing here works yet; no code pretends to.
+//! openraft 0.9 (`storage-v2`) with a log entry that carries a batch of `tally_ledger::Command`s
+//! stamped by the leader. The log store ([`LogStore`]) and the state machine ([`StateMachine`])
+//! sit on a small key-value interface ([`kv::Kv`]) with two backends: RocksDB ([`kv::RocksKv`]) in
+//! production and an in-memory model ([`kv::MemKv`]) that keeps synced and unsynced writes apart,
+//! so a simulated crash loses exactly what a real one could.
+
+mod batcher;
+mod codec;
+mod keys;
+pub mod kv;
+mod ledger_state;
+mod log_store;
+mod network;
+mod node;
+mod reads;
+mod service;
+mod snapshot;
+mod state_machine;
+mod types;
+mod write_error;
+
+pub use batcher::{Batcher, Clock};
+pub use ledger_state::KvLedger;
+pub use log_store::{LogFault, LogStore};
+pub use network::{Network, RaftRpcServer};
+pub use node::{Node, NodeError, RaftTuning};
+pub use reads::ReadGate;
+pub use state_machine::{ledger_view, SnapshotBuilder, StateMachine};
+pub use types::{
+    Entry, LedgerRequest, LedgerResponse, LogId, NodeId, NodeInfo, Raft, Snapshot, SnapshotMeta,
+    StorageError, StoredMembership, TypeConfig,
+};
+pub use write_error::ServeError;
+
+/// Unix time in nanoseconds from the system clock: the leader's stamp on each entry. Only the
+/// batcher reads it; the ledger sees time only through the stamp.
+pub fn system_clock() -> Clock {
+    std::sync::Arc::new(|| {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX)
+    })
+}

@@ -1,0 +1,201 @@
+//! Group commit: the leader packs concurrent write requests into one Raft entry, so a batch costs
+//! one fsync per replica instead of one per request, and stamps each entry with a timestamp that
+//! never goes backwards, across leader changes too.
+
+use crate::codec::decode;
+use crate::kv::{Cf, Kv, Order};
+use crate::types::{Entry, LedgerRequest, LedgerResponse, Raft};
+use crate::write_error::ServeError;
+use openraft::EntryPayload;
+use std::sync::Arc;
+use tally_ledger::limits::BATCH_COMMANDS_MAX;
+use tally_ledger::{Command, CommandResult};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+/// Requests waiting for a batch; beyond this, submitters get `Overloaded`.
+pub const PROPOSALS_QUEUED_MAX: usize = 8_192;
+/// Entries proposed and not yet applied. While they replicate, new requests pile up and make the
+/// next entry bigger, which is what turns concurrency into throughput.
+pub const ENTRIES_IN_FLIGHT_MAX: usize = 8;
+/// Estimated encoded bytes per entry (commands carry bounded metadata, see `tally_ledger::limits`).
+pub const ENTRY_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Log entries read back (newest first) to find the last stamped entry after a leader change.
+const STAMP_LOOKBACK_ENTRIES_MAX: usize = 64;
+
+type Reply = oneshot::Sender<Result<Vec<CommandResult>, ServeError>>;
+
+struct Proposal {
+    commands: Vec<Command>,
+    reply: Reply,
+}
+
+/// The wall clock, in Unix nanoseconds; injected so simulations control time.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+#[derive(Clone)]
+pub struct Batcher {
+    tx: mpsc::Sender<Proposal>,
+}
+
+impl Batcher {
+    pub fn spawn<K: Kv>(raft: Raft, kv: Arc<K>, clock: Clock) -> Self {
+        let (tx, rx) = mpsc::channel(PROPOSALS_QUEUED_MAX);
+        tokio::spawn(run(raft, kv, clock, rx));
+        Batcher { tx }
+    }
+
+    /// Proposes `commands` (at most `BATCH_COMMANDS_MAX`) and waits for their results.
+    pub async fn submit(&self, commands: Vec<Command>) -> Result<Vec<CommandResult>, ServeError> {
+        assert!(
+            commands.len() <= BATCH_COMMANDS_MAX,
+            "callers check the batch bound"
+        );
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .try_send(Proposal { commands, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => ServeError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => {
+                    ServeError::Stopped("batcher stopped".into())
+                }
+            })?;
+        answer
+            .await
+            .map_err(|_| ServeError::Stopped("batcher dropped the request".into()))?
+    }
+}
+
+fn estimated_bytes(command: &Command) -> usize {
+    const FIXED_BYTES: usize = 160;
+    let metadata = match command {
+        Command::CreateAccount(a) => &a.metadata,
+        Command::CreateTransfer(t) => &t.metadata,
+        Command::CloseAccount(_) | Command::BeginIdempotent(_) => return FIXED_BYTES + 300,
+        Command::CompleteIdempotent(c) => return FIXED_BYTES + 300 + c.response.len(),
+    };
+    FIXED_BYTES
+        + metadata
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum::<usize>()
+}
+
+/// The stamp of the newest normal entry in the local log. A new leader's log holds every
+/// committed entry, so stamping above this keeps stamps monotonic across leader changes.
+fn last_logged_stamp<K: Kv>(kv: &K) -> u64 {
+    let rows = match kv.range(
+        Cf::Log,
+        &[],
+        None,
+        Order::Descending,
+        STAMP_LOOKBACK_ENTRIES_MAX,
+    ) {
+        Ok(rows) => rows,
+        Err(e) => panic!("raft log unreadable: {e}"),
+    };
+    rows.iter()
+        .find_map(|(key, value)| {
+            let entry: Entry =
+                decode(value).unwrap_or_else(|e| panic!("raft log corrupt at {key:?}: {e}"));
+            match entry.payload {
+                EntryPayload::Normal(request) => Some(request.timestamp_ns),
+                _ => None,
+            }
+        })
+        .unwrap_or(0)
+}
+
+async fn run<K: Kv>(raft: Raft, kv: Arc<K>, clock: Clock, mut rx: mpsc::Receiver<Proposal>) {
+    let in_flight = Arc::new(Semaphore::new(ENTRIES_IN_FLIGHT_MAX));
+    let mut carried: Option<Proposal> = None;
+    let mut last_stamp_ns = 0u64;
+    loop {
+        let first = match carried.take() {
+            Some(proposal) => proposal,
+            None => match rx.recv().await {
+                Some(proposal) => proposal,
+                None => return,
+            },
+        };
+        let permit = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closes");
+        let mut commands_total = first.commands.len();
+        let mut bytes_total: usize = first.commands.iter().map(estimated_bytes).sum();
+        let mut batch = vec![first];
+        while let Ok(next) = rx.try_recv() {
+            let bytes: usize = next.commands.iter().map(estimated_bytes).sum();
+            if commands_total + next.commands.len() > BATCH_COMMANDS_MAX
+                || bytes_total + bytes > ENTRY_BYTES_MAX
+            {
+                carried = Some(next);
+                break;
+            }
+            commands_total += next.commands.len();
+            bytes_total += bytes;
+            batch.push(next);
+        }
+
+        let stamp_ns = clock()
+            .max(last_stamp_ns + 1)
+            .max(last_logged_stamp(&*kv) + 1);
+        last_stamp_ns = stamp_ns;
+        let mut commands = Vec::with_capacity(commands_total);
+        let mut waiters = Vec::with_capacity(batch.len());
+        for proposal in batch {
+            waiters.push((proposal.commands.len(), proposal.reply));
+            commands.extend(proposal.commands);
+        }
+        let request = LedgerRequest {
+            timestamp_ns: stamp_ns,
+            commands,
+        };
+        // Enqueued here, in order, so entries reach the log in stamp order; the wait for the
+        // result happens in its own task.
+        let receiver = raft.client_write_ff(request).await;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let outcome = match receiver {
+                Err(fatal) => Err(ServeError::Stopped(fatal.to_string())),
+                Ok(receiver) => match receiver.await {
+                    Err(_) => Err(ServeError::Stopped("raft dropped the write".into())),
+                    Ok(Err(error)) => Err(ServeError::from(openraft::error::RaftError::APIError(
+                        error,
+                    ))),
+                    Ok(Ok(response)) => match response.data {
+                        LedgerResponse::Applied { results } => Ok(results),
+                        LedgerResponse::Refused { code, message } => {
+                            Err(ServeError::Refused { code, message })
+                        }
+                        LedgerResponse::NoOp => {
+                            unreachable!("a normal entry always gets a ledger answer")
+                        }
+                    },
+                },
+            };
+            split_results(outcome, waiters);
+        });
+    }
+}
+
+/// Hands each waiter its own slice of the entry's results, in submission order.
+fn split_results(outcome: Result<Vec<CommandResult>, ServeError>, waiters: Vec<(usize, Reply)>) {
+    match outcome {
+        Ok(results) => {
+            let expected: usize = waiters.iter().map(|(count, _)| count).sum();
+            assert_eq!(results.len(), expected, "one result per command");
+            let mut results = results.into_iter();
+            for (count, reply) in waiters {
+                // A waiter that gave up (client cancelled) is fine: its commands still applied.
+                let _ = reply.send(Ok(results.by_ref().take(count).collect()));
+            }
+        }
+        Err(error) => {
+            for (_, reply) in waiters {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The small key-value interface every Tally node stores through: RocksDB in production, an
+//! in-memory model in simulation. Three column families: the Raft log, Raft metadata (vote,
+//! purge point, current snapshot) and the state machine (ledger rows, last-applied, membership).
+//!
+//! Durability contract, shared by both backends and relied on by the log store and the state
+//! machine: a write with `Durability::Synced` is on stable storage when `write` returns, and so is
+//! every write issued before it (one write-ahead log per store). An `Unsynced` write is visible at
+//! once but may be lost by a crash until a later synced write.
+
+mod mem;
+mod rocks;
+
+pub use mem::MemKv;
+pub use rocks::RocksKv;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cf {
+    Log,
+    Raft,
+    State,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 3] = [Cf::Log, Cf::Raft, Cf::State];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Log => "log",
+            Cf::Raft => "raft",
+            Cf::State => "state",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    Synced,
+    Unsynced,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    Ascending,
+    Descending,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteOp {
+    Put {
+        cf: Cf,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        cf: Cf,
+        key: Vec<u8>,
+    },
+    /// Deletes `start <= key < end`.
+    DeleteRange {
+        cf: Cf,
+        start: Vec<u8>,
+        end: Vec<u8>,
+    },
+}
+
+/// Writes applied atomically: all or none survive a crash.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    pub ops: Vec<WriteOp>,
+}
+
+impl WriteBatch {
+    pub fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(WriteOp::Put {
+            cf,
+            key: key.into(),
+            value: value.into(),
+        });
+    }
+
+    pub fn delete(&mut self, cf: Cf, key: impl Into<Vec<u8>>) {
+        self.ops.push(WriteOp::Delete {
+            cf,
+            key: key.into(),
+        });
+    }
+
+    pub fn delete_range(&mut self, cf: Cf, start: impl Into<Vec<u8>>, end: impl Into<Vec<u8>>) {
+        self.ops.push(WriteOp::DeleteRange {
+            cf,
+            start: start.into(),
+            end: end.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// Key-value pairs in key order.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+    #[error("stored value under {key:?} is corrupt: {reason}")]
+    Corrupt { key: Vec<u8>, reason: String },
+}
+
+/// A consistent read view.
+pub trait KvRead: Send + Sync {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
+    /// Pairs with `start <= key < end` (no upper bound when `end` is `None`), in `order`, at most
+    /// `limit`.
+    fn range(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        end: Option<&[u8]>,
+        order: Order,
+        limit: usize,
+    ) -> Result<Pairs, KvError>;
+}
+
+/// A store: reads, atomic batch writes, and point-in-time views.
+pub trait Kv: KvRead + 'static {
+    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), KvError>;
+    /// A view frozen at this moment, unaffected by later writes (snapshots, backups).
+    fn frozen_view(&self) -> Result<Box<dyn KvRead>, KvError>;
+    /// Writes a consistent copy of the store to `target` (which must not exist) and returns a
+    /// read view of the copy.
+    fn backup(&self, target: &std::path::Path) -> Result<Box<dyn KvRead>, KvError>;
+}

@@ -1,0 +1,235 @@
+//! The Raft log and vote, durable before openraft hears of them.
+//!
+//! Every write here is `Durability::Synced`: `save_vote` returns after the fsync, and `append`
+//! calls openraft's callback only after its entries are synced (acknowledging before the sync is
+//! exactly the bug of the upstream rocksdb example that this store must not have).
+
+use crate::codec::{decode, encode};
+use crate::keys;
+use crate::kv::{Cf, Durability, Kv, KvError, Order, WriteBatch};
+use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogId, Vote};
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+/// Test-only fault switch (planted bugs must be found by the tests that guard against them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFault {
+    #[default]
+    None,
+    /// Acknowledge appends before they are durable.
+    AckBeforeSync,
+}
+
+pub struct LogStore<K: Kv> {
+    kv: Arc<K>,
+    fault: LogFault,
+}
+
+impl<K: Kv> Clone for LogStore<K> {
+    fn clone(&self) -> Self {
+        LogStore {
+            kv: self.kv.clone(),
+            fault: self.fault,
+        }
+    }
+}
+
+fn storage_error(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError {
+    openraft::StorageIOError::new(subject, verb, AnyError::new(&e)).into()
+}
+
+fn corrupt(key: &[u8], e: impl std::fmt::Display) -> KvError {
+    KvError::Corrupt {
+        key: key.to_vec(),
+        reason: e.to_string(),
+    }
+}
+
+impl<K: Kv> LogStore<K> {
+    pub fn new(kv: Arc<K>) -> Self {
+        LogStore {
+            kv,
+            fault: LogFault::None,
+        }
+    }
+
+    /// Plants a durability bug; for tests that prove the checks find it.
+    pub fn with_fault(kv: Arc<K>, fault: LogFault) -> Self {
+        LogStore { kv, fault }
+    }
+
+    fn get_raft<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, KvError> {
+        match self.kv.get(Cf::Raft, key)? {
+            None => Ok(None),
+            Some(bytes) => decode(&bytes).map(Some).map_err(|e| corrupt(key, e)),
+        }
+    }
+
+    fn last_entry_log_id(&self) -> Result<Option<LogId>, KvError> {
+        let last = self.kv.range(Cf::Log, &[], None, Order::Descending, 1)?;
+        match last.first() {
+            None => Ok(None),
+            Some((key, value)) => {
+                let entry: Entry = decode(value).map_err(|e| corrupt(key, e))?;
+                Ok(Some(*entry.get_log_id()))
+            }
+        }
+    }
+
+    fn entries(&self, start: u64, end: Option<u64>) -> Result<Vec<Entry>, KvError> {
+        let end_key = end.map(keys::log_index);
+        let rows = self.kv.range(
+            Cf::Log,
+            &keys::log_index(start),
+            end_key.as_deref(),
+            Order::Ascending,
+            usize::MAX,
+        )?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for (key, value) in rows {
+            let entry: Entry = decode(&value).map_err(|e| corrupt(&key, e))?;
+            assert_eq!(
+                entry.get_log_id().index,
+                keys::log_index_of(&key),
+                "log entry stored under a wrong index"
+            );
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+}
+
+impl<K: Kv> RaftLogReader<TypeConfig> for LogStore<K> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => i + 1,
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&i) => Some(i + 1),
+            Bound::Excluded(&i) => Some(i),
+            Bound::Unbounded => None,
+        };
+        self.entries(start, end)
+            .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e))
+    }
+}
+
+impl<K: Kv> RaftLogStorage<TypeConfig> for LogStore<K> {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let read = |e| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e);
+        let last_purged_log_id: Option<LogId> = self.get_raft(keys::LAST_PURGED).map_err(read)?;
+        let last_log_id = self
+            .last_entry_log_id()
+            .map_err(read)?
+            .or(last_purged_log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        batch.put(Cf::Raft, keys::VOTE, encode(vote));
+        self.kv
+            .write(batch, Durability::Synced)
+            .map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Write, e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
+        self.get_raft(keys::VOTE)
+            .map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Read, e))
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Only an optimisation on restart (apply up to here without waiting for the leader), so it
+        // rides along with the next synced write.
+        let mut batch = WriteBatch::default();
+        batch.put(Cf::Raft, keys::COMMITTED, encode(&committed));
+        self.kv
+            .write(batch, Durability::Unsynced)
+            .map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Write, e))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self
+            .get_raft::<Option<LogId>>(keys::COMMITTED)
+            .map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Read, e))?
+            .flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::default();
+        for entry in entries {
+            batch.put(
+                Cf::Log,
+                keys::log_index(entry.get_log_id().index),
+                encode(&entry),
+            );
+        }
+        let durability = match self.fault {
+            LogFault::None => Durability::Synced,
+            LogFault::AckBeforeSync => Durability::Unsynced,
+        };
+        match self.kv.write(batch, durability) {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        // Log keys are 8 bytes; a 9-byte key of 0xff sorts after all of them.
+        batch.delete_range(Cf::Log, keys::log_index(log_id.index), vec![0xff; 9]);
+        self.kv
+            .write(batch, Durability::Synced)
+            .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Synced: this also makes every state-machine write before it durable (one WAL), so the
+        // state machine can never fall behind the purge point after a crash.
+        let mut batch = WriteBatch::default();
+        batch.put(Cf::Raft, keys::LAST_PURGED, encode(&log_id));
+        batch.delete_range(
+            Cf::Log,
+            keys::log_index(0),
+            keys::log_index(log_id.index + 1),
+        );
+        self.kv
+            .write(batch, Durability::Synced)
+            .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}

@@ -1,0 +1,142 @@
+//! A Tally node: one Raft member with its store, group-commit batcher, read gate and the gRPC
+//! servers for Raft traffic and for clients. `Node::open` builds it; `Node::serve` takes listeners
+//! and a shutdown future, so the binary and the tests start it the same way.
+
+use crate::batcher::{Batcher, Clock};
+use crate::kv::Kv;
+use crate::log_store::LogStore;
+use crate::network::{Network, RaftRpcServer};
+use crate::reads::ReadGate;
+use crate::service::{AdminService, LedgerService};
+use crate::state_machine::StateMachine;
+use crate::types::{NodeId, NodeInfo, Raft};
+use openraft::{Config, SnapshotPolicy};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Timing and retention of one node. Defaults suit a LAN or loopback cluster.
+#[derive(Clone, Debug)]
+pub struct RaftTuning {
+    /// Also the deadline of each append-entries call: a follower's fsync plus the round trip must
+    /// fit in it.
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms_min: u64,
+    pub election_timeout_ms_max: u64,
+    /// Build a snapshot after this many entries since the last one.
+    pub snapshot_after_entries: u64,
+    /// Entries kept behind the snapshot, so a briefly lagging follower catches up from the log.
+    pub entries_kept_after_snapshot: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        RaftTuning {
+            heartbeat_ms: 100,
+            election_timeout_ms_min: 400,
+            election_timeout_ms_max: 800,
+            snapshot_after_entries: 10_000,
+            entries_kept_after_snapshot: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("invalid raft configuration: {0}")]
+    Config(String),
+    #[error("raft failed: {0}")]
+    Raft(String),
+    #[error("gRPC server failed: {0}")]
+    Serve(String),
+}
+
+pub struct Node<K: Kv> {
+    pub id: NodeId,
+    pub info: NodeInfo,
+    pub raft: Raft,
+    pub kv: Arc<K>,
+    pub batcher: Batcher,
+    pub reads: ReadGate,
+}
+
+impl<K: Kv> Node<K> {
+    pub async fn open(
+        id: NodeId,
+        info: NodeInfo,
+        kv: Arc<K>,
+        tuning: &RaftTuning,
+        clock: Clock,
+    ) -> Result<Self, NodeError> {
+        let config = Config {
+            cluster_name: "tally".to_owned(),
+            heartbeat_interval: tuning.heartbeat_ms,
+            election_timeout_min: tuning.election_timeout_ms_min,
+            election_timeout_max: tuning.election_timeout_ms_max,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(tuning.snapshot_after_entries),
+            max_in_snapshot_log_to_keep: tuning.entries_kept_after_snapshot,
+            // Entries are whole ledger batches (up to 8,190 commands): send few per message.
+            max_payload_entries: 16,
+            install_snapshot_timeout: 10 * tuning.heartbeat_ms.max(200),
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+        let raft = Raft::new(
+            id,
+            Arc::new(config),
+            Network::new(id),
+            LogStore::new(kv.clone()),
+            StateMachine::new(kv.clone()),
+        )
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let batcher = Batcher::spawn(raft.clone(), kv.clone(), clock);
+        let reads = ReadGate::spawn(raft.clone());
+        Ok(Node {
+            id,
+            info,
+            raft,
+            kv,
+            batcher,
+            reads,
+        })
+    }
+
+    /// Serves Raft peers on `raft_listener` and clients on `api_listener` until `shutdown`
+    /// resolves, then stops Raft.
+    pub async fn serve(
+        self,
+        raft_listener: TcpListener,
+        api_listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), NodeError> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let raft_server = tonic::transport::Server::builder()
+            .add_service(RaftRpcServer::new(self.raft.clone()).into_service())
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(raft_listener),
+                stopped(stop_rx.clone()),
+            );
+        let ledger = LedgerService::new(self.kv.clone(), self.batcher.clone(), self.reads.clone());
+        let admin = AdminService::new(self.id, self.raft.clone(), self.kv.clone());
+        let api_server = tonic::transport::Server::builder()
+            .add_service(ledger.into_service())
+            .add_service(admin.into_service())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(api_listener), stopped(stop_rx));
+        let raft = self.raft.clone();
+        let stopper = async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        };
+        let (raft_result, api_result, ()) = tokio::join!(raft_server, api_server, stopper);
+        let shutdown_result = raft.shutdown().await;
+        raft_result.map_err(|e| NodeError::Serve(e.to_string()))?;
+        api_result.map_err(|e| NodeError::Serve(e.to_string()))?;
+        shutdown_result.map_err(|e| NodeError::Raft(e.to_string()))
+    }
+}

@@ -1,0 +1,217 @@
+//! The replicated state machine: applies each committed entry's ledger batch with
+//! `tally_ledger::apply` and writes its changes, last-applied id and membership in one atomic
+//! write; builds and installs point-in-time snapshots.
+//!
+//! Applied state is written `Unsynced`: the entries are already durable in the log of a quorum,
+//! and a crash that loses an unsynced apply also loses its last-applied id (same atomic write, same
+//! WAL), so openraft re-applies from the log. The log store's synced purge makes every earlier
+//! apply durable before the entries it covers disappear.
+
+use crate::codec::{decode, encode};
+use crate::keys;
+use crate::kv::{Cf, Durability, Kv, KvError, KvRead, WriteBatch};
+use crate::ledger_state::{write_changes, KvLedger};
+use crate::snapshot::{capture, read_applied, verify};
+use crate::types::{
+    Entry, LedgerResponse, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig,
+};
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftLogId};
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+fn sm_error(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+    openraft::StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::new(&e)).into()
+}
+
+fn snapshot_error(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+    openraft::StorageIOError::new(ErrorSubject::Snapshot(None), verb, AnyError::new(&e)).into()
+}
+
+/// The last snapshot built or installed, kept so a restarted node can still serve it.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+pub struct StateMachine<K: Kv> {
+    kv: Arc<K>,
+    snapshots_built: Arc<AtomicU64>,
+}
+
+impl<K: Kv> StateMachine<K> {
+    pub fn new(kv: Arc<K>) -> Self {
+        StateMachine {
+            kv,
+            snapshots_built: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn apply_entry(&self, entry: &Entry) -> Result<LedgerResponse, KvError> {
+        let log_id = *entry.get_log_id();
+        let mut batch = WriteBatch::default();
+        let response = match &entry.payload {
+            EntryPayload::Blank => LedgerResponse::NoOp,
+            EntryPayload::Normal(request) => {
+                let ledger = KvLedger::new(&*self.kv);
+                match tally_ledger::apply(&ledger, &request.commands, request.timestamp_ns) {
+                    Ok(applied) => {
+                        write_changes(&applied.changes, &mut batch);
+                        LedgerResponse::Applied {
+                            results: applied.results,
+                        }
+                    }
+                    Err(refusal) => LedgerResponse::Refused {
+                        code: refusal.code().to_owned(),
+                        message: refusal.to_string(),
+                    },
+                }
+            }
+            EntryPayload::Membership(membership) => {
+                let stored = StoredMembership::new(Some(log_id), membership.clone());
+                batch.put(Cf::State, keys::MEMBERSHIP, encode(&stored));
+                LedgerResponse::NoOp
+            }
+        };
+        batch.put(Cf::State, keys::LAST_APPLIED, encode(&Some(log_id)));
+        self.kv.write(batch, Durability::Unsynced)?;
+        Ok(response)
+    }
+}
+
+fn store_current_snapshot<K: Kv>(kv: &K, meta: &SnapshotMeta, data: &[u8]) -> Result<(), KvError> {
+    let mut batch = WriteBatch::default();
+    batch.put(
+        Cf::Raft,
+        keys::CURRENT_SNAPSHOT,
+        encode(&StoredSnapshot {
+            meta: meta.clone(),
+            data: data.to_vec(),
+        }),
+    );
+    kv.write(batch, Durability::Synced)
+}
+
+impl<K: Kv> RaftStateMachine<TypeConfig> for StateMachine<K> {
+    type SnapshotBuilder = SnapshotBuilder<K>;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        read_applied(&*self.kv).map_err(|e| sm_error(ErrorVerb::Read, e))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<LedgerResponse>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        // One reply per entry, blank and membership entries included; each entry's write lands
+        // before the next entry reads.
+        let mut replies = Vec::new();
+        for entry in entries {
+            let reply = self
+                .apply_entry(&entry)
+                .map_err(|e| sm_error(ErrorVerb::Write, e))?;
+            replies.push(reply);
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // Runs between applies: freezing the view here pins the snapshot to exactly the applied
+        // state of this moment, while `build_snapshot` later runs concurrently with new applies.
+        SnapshotBuilder {
+            kv: self.kv.clone(),
+            view: self.kv.frozen_view(),
+            sequence: self.snapshots_built.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let payload = verify(&data, meta.last_log_id, &meta.last_membership)
+            .map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
+        let mut batch = WriteBatch::default();
+        // Every state key starts with an ASCII tag, so `[0xff]` sorts after all of them.
+        batch.delete_range(Cf::State, Vec::new(), vec![0xff]);
+        for (key, value) in payload.rows {
+            batch.put(Cf::State, key, value);
+        }
+        self.kv
+            .write(batch, Durability::Synced)
+            .map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
+        // The installed state must hold every ledger invariant, checked from scratch.
+        if let Err(violation) = tally_ledger::audit(&KvLedger::new(&*self.kv)) {
+            panic!(
+                "installed snapshot {} breaks a ledger invariant: {violation}",
+                meta.snapshot_id
+            );
+        }
+        store_current_snapshot(&*self.kv, meta, &data)
+            .map_err(|e| snapshot_error(ErrorVerb::Write, e))
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let Some(bytes) = self
+            .kv
+            .get(Cf::Raft, keys::CURRENT_SNAPSHOT)
+            .map_err(|e| snapshot_error(ErrorVerb::Read, e))?
+        else {
+            return Ok(None);
+        };
+        let stored: StoredSnapshot =
+            decode(&bytes).map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
+        Ok(Some(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        }))
+    }
+}
+
+pub struct SnapshotBuilder<K: Kv> {
+    kv: Arc<K>,
+    view: Result<Box<dyn KvRead>, KvError>,
+    sequence: u64,
+}
+
+impl<K: Kv> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<K> {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let view = match &self.view {
+            Ok(view) => view,
+            Err(e) => return Err(snapshot_error(ErrorVerb::Read, KvError::Io(e.to_string()))),
+        };
+        let payload = capture(view.as_ref()).map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
+        let snapshot_id = match payload.last_applied {
+            Some(log_id) => format!("{}-{}-{}", log_id.leader_id, log_id.index, self.sequence),
+            None => format!("empty-{}", self.sequence),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: payload.last_applied,
+            last_membership: payload.membership.clone(),
+            snapshot_id,
+        };
+        let data = encode(&payload);
+        store_current_snapshot(&*self.kv, &meta, &data)
+            .map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+/// For operators and tests: the node's ledger state, read through the same view as `apply`.
+pub fn ledger_view<K: Kv>(kv: &K) -> KvLedger<'_> {
+    KvLedger::new(kv)
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Starts a local 3-node cluster on loopback (ports 7100-7105, data in tally-data/node-N),
+# initializes it, and stops all three on Ctrl-C. Usage: scripts/cluster.sh [--no-build]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" != "--no-build" ]; then
+  scripts/install-deps.sh
+  cargo build --release --bin tally-node --bin tally
+fi
+bin="${CARGO_TARGET_DIR:-target}/release"
+
+mkdir -p tally-data
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+for n in 1 2 3; do
+  api=$((7098 + 2 * n)); raft=$((api + 1))
+  "$bin/tally-node" --id "$n" --data-dir "tally-data/node-$n" \
+    --api-addr "127.0.0.1:$api" --raft-addr "127.0.0.1:$raft" > "tally-data/node-$n.log" 2>&1 &
+  pids+=($!)
+done
+sleep 1
+"$bin/tally" --endpoints 127.0.0.1:7100 cluster init \
+  --member 1=127.0.0.1:7101,127.0.0.1:7100 \
+  --member 2=127.0.0.1:7103,127.0.0.1:7102 \
+  --member 3=127.0.0.1:7105,127.0.0.1:7104 || echo "(already initialized)"
+"$bin/tally" --endpoints 127.0.0.1:7100,127.0.0.1:7102,127.0.0.1:7104 cluster status
+echo "cluster running (logs in tally-data/node-N.log); Ctrl-C stops it"
+wait
