@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
-bin="${CARGO_TARGET_DIR:-target}/release"
+bin="${TALLY_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}"
 work="$(mktemp -d)"
 endpoints="127.0.0.1:7200,127.0.0.1:7202,127.0.0.1:7204"
 declare -A pids

@@ -4,7 +4,8 @@
 //! ASCII metadata [`LEADER_API_METADATA_KEY`] naming the leader's API address (`host:port`);
 //! during an election a node answers `UNAVAILABLE` without a hint. The client then moves to the
 //! hinted leader, or to the next configured endpoint, and retries with exponential backoff
-//! (20 ms doubling to 1 s), for at most `retry_attempts_max` attempts and `request_timeout_ms`
+//! (20 ms doubling to 250 ms: an election takes well under a second, so a longer wait would
+//! only delay the first write to the new leader), for at most `retry_attempts_max` attempts and `request_timeout_ms`
 //! overall; each attempt has its own deadline of `rpc_timeout_ms`. Connection failures and
 //! timeouts also move on to the next endpoint. The policy is the pure function [`decide`].
 //!
@@ -52,9 +53,9 @@ impl Default for ClientConfig {
         ClientConfig {
             rpc_timeout_ms: 5_000,
             request_timeout_ms: 10_000,
-            retry_attempts_max: 20,
+            retry_attempts_max: 50,
             backoff_initial_ms: 20,
-            backoff_max_ms: 1_000,
+            backoff_max_ms: 250,
         }
     }
 }

@@ -5,11 +5,18 @@ mod bench;
 mod commands;
 mod output;
 
-use anyhow::Result;
 use clap::Parser;
+use std::process::ExitCode;
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> ExitCode {
     let cli = commands::Cli::parse();
-    commands::run(cli).await
+    match commands::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line a person can act on; the causes follow after colons.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -83,32 +83,30 @@ fn estimated_bytes(command: &Command) -> usize {
 /// The stamp of the newest normal entry in the local log. A new leader's log holds every
 /// committed entry, so stamping above this keeps stamps monotonic across leader changes.
 fn last_logged_stamp<K: Kv>(kv: &K) -> u64 {
-    let rows = match kv.range(
-        Cf::Log,
-        &[],
-        None,
-        Order::Descending,
-        STAMP_LOOKBACK_ENTRIES_MAX,
-    ) {
-        Ok(rows) => rows,
-        Err(e) => panic!("raft log unreadable: {e}"),
-    };
-    rows.iter()
-        .find_map(|(key, value)| {
-            let entry: Entry =
-                decode(value).unwrap_or_else(|e| panic!("raft log corrupt at {key:?}: {e}"));
-            match entry.payload {
-                EntryPayload::Normal(request) => Some(request.timestamp_ns),
-                _ => None,
-            }
-        })
-        .unwrap_or(0)
+    // Newest first, one entry at a time: entries are whole batches, so read only what is needed.
+    let mut end: Option<Vec<u8>> = None;
+    for _ in 0..STAMP_LOOKBACK_ENTRIES_MAX {
+        let rows = kv
+            .range(Cf::Log, &[], end.as_deref(), Order::Descending, 1)
+            .unwrap_or_else(|e| panic!("raft log unreadable: {e}"));
+        let Some((key, value)) = rows.into_iter().next() else {
+            return 0;
+        };
+        let entry: Entry =
+            decode(&value).unwrap_or_else(|e| panic!("raft log corrupt at {key:?}: {e}"));
+        if let EntryPayload::Normal(request) = entry.payload {
+            return request.timestamp_ns;
+        }
+        end = Some(key);
+    }
+    0
 }
 
 async fn run<K: Kv>(raft: Raft, kv: Arc<K>, clock: Clock, mut rx: mpsc::Receiver<Proposal>) {
     let in_flight = Arc::new(Semaphore::new(ENTRIES_IN_FLIGHT_MAX));
     let mut carried: Option<Proposal> = None;
     let mut last_stamp_ns = 0u64;
+    let mut stamped_term = u64::MAX;
     loop {
         let first = match carried.take() {
             Some(proposal) => proposal,
@@ -138,9 +136,13 @@ async fn run<K: Kv>(raft: Raft, kv: Arc<K>, clock: Clock, mut rx: mpsc::Receiver
             batch.push(next);
         }
 
-        let stamp_ns = clock()
-            .max(last_stamp_ns + 1)
-            .max(last_logged_stamp(&*kv) + 1);
+        // Only a new term can follow another leader's entries: only then consult the log.
+        let term = raft.metrics().borrow().current_term;
+        if term != stamped_term {
+            last_stamp_ns = last_stamp_ns.max(last_logged_stamp(&*kv));
+            stamped_term = term;
+        }
+        let stamp_ns = clock().max(last_stamp_ns + 1);
         last_stamp_ns = stamp_ns;
         let mut commands = Vec::with_capacity(commands_total);
         let mut waiters = Vec::with_capacity(batch.len());

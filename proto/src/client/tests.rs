@@ -18,13 +18,13 @@ fn hinted(code: Code, leader: &str) -> Status {
 // ---- The pure retry policy ----
 
 #[test]
-fn backoff_doubles_from_20_ms_to_1_s() {
+fn backoff_doubles_from_20_ms_to_250_ms() {
     let config = config();
     let delays: Vec<u64> = (0..9)
         .map(|retry| backoff(&config, retry).as_millis() as u64)
         .collect();
-    assert_eq!(delays, vec![20, 40, 80, 160, 320, 640, 1_000, 1_000, 1_000]);
-    assert_eq!(backoff(&config, u32::MAX), Duration::from_secs(1));
+    assert_eq!(delays, vec![20, 40, 80, 160, 250, 250, 250, 250, 250]);
+    assert_eq!(backoff(&config, u32::MAX), Duration::from_millis(250));
 }
 
 #[test]
@@ -119,9 +119,9 @@ fn elections_back_off_and_give_up_after_the_attempt_budget() {
         ),
         Decision::AttemptsExhausted
     );
-    // 20 + 40 + ... + 640 + 13 x 1000 ms of waiting over 19 retries: more than the default
+    // 20 + 40 + 80 + 160 + 45 x 250 ms of waiting over 49 retries: more than the default
     // request timeout, which therefore usually ends an election wait first.
-    assert_eq!(total, Duration::from_millis(1_260 + 13_000));
+    assert_eq!(total, Duration::from_millis(300 + 45 * 250));
 }
 
 #[test]
@@ -129,7 +129,7 @@ fn the_request_timeout_bounds_the_wait() {
     let config = config();
     let election = Status::unavailable("election");
     assert_eq!(
-        decide(&config, 10, Duration::from_millis(9_500), &election, false),
+        decide(&config, 10, Duration::from_millis(9_800), &election, false),
         Decision::OutOfTime
     );
     assert!(matches!(
