@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 
 if [ "${1:-}" != "--no-build" ]; then
   scripts/install-deps.sh
-  cargo build --release --bin tally-node --bin tally
+  # The same build selection as the tests (see README): it reuses their compiled RocksDB.
+  cargo build --workspace --all-targets
 fi
-bin="${CARGO_TARGET_DIR:-target}/release"
+bin="${CARGO_TARGET_DIR:-target}/debug"
 
 mkdir -p tally-data
 pids=()

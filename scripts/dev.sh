@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The README's run command: builds Tally and starts a single-node dev cluster on loopback
+# The README's run command: builds Tally (the optimized dev profile) and starts a single-node dev cluster on loopback
 # (embedded RocksDB under tally-data/dev), printing how to use it. Ctrl-C stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-cargo build --release --bin tally-node --bin tally
-bin="${CARGO_TARGET_DIR:-target}/release"
+# The same build selection as the tests (see README): it reuses their compiled RocksDB.
+cargo build --workspace --all-targets
+bin="${CARGO_TARGET_DIR:-target}/debug"
 
 cat <<EXAMPLE
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Measures failover on a real 3-node loopback cluster: kill -9 the leader, then time the first
 # acknowledged write through the surviving nodes. Usage: scripts/failover.sh [ROUNDS] (default 3).
-# Needs the release binaries (scripts/dev.sh or `cargo build --release` builds them).
+# Needs the binaries built by scripts/dev.sh or scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
-bin="${TALLY_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}"
+bin="${TALLY_BIN_DIR:-${CARGO_TARGET_DIR:-target}/debug}"
 work="$(mktemp -d)"
 endpoints="127.0.0.1:7200,127.0.0.1:7202,127.0.0.1:7204"
 declare -A pids

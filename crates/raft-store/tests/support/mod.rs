@@ -164,23 +164,33 @@ impl Cluster {
         }
     }
 
-    /// Waits until every running node has applied at least the leader's last log index.
+    /// Waits until every running node has applied exactly the leader's last log entry. Metrics
+    /// are published asynchronously, so everything is re-read on each poll: a stale "last log
+    /// index" would let nodes be compared while one of them is still an entry behind.
     pub async fn wait_converged(&self) -> u64 {
-        let leader = self.wait_for_leader(None).await;
-        let index = self.nodes[&leader]
-            .raft
-            .metrics()
-            .borrow()
-            .last_log_index
-            .unwrap_or(0);
-        for node in self.nodes.values() {
-            node.raft
-                .wait(Some(Duration::from_millis(WAIT_MS_MAX)))
-                .applied_index_at_least(Some(index), "converge")
-                .await
-                .expect("node caught up");
+        let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+        loop {
+            let leader = self.wait_for_leader(None).await;
+            let last_log = self.nodes[&leader].raft.metrics().borrow().last_log_index;
+            let all_applied = self.nodes.values().all(|node| {
+                node.raft
+                    .metrics()
+                    .borrow()
+                    .last_applied
+                    .map(|log_id| log_id.index)
+                    == last_log
+            });
+            if all_applied {
+                if let Some(index) = last_log {
+                    return index;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nodes did not converge within {WAIT_MS_MAX} ms"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        index
     }
 
     pub async fn ledger(&self, id: u64) -> LedgerClient<Channel> {
