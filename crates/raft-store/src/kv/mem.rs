@@ -75,18 +75,24 @@ fn range_of(
     order: Order,
     limit: usize,
 ) -> Pairs {
-    let in_cf = map
-        .range((cf, start.to_vec())..)
-        .take_while(|((c, key), _)| *c == cf && end.is_none_or(|end| key.as_slice() < end));
-    let pairs = in_cf.map(|((_, k), v)| (k.clone(), v.clone()));
+    use std::ops::Bound;
+    if end.is_some_and(|end| end < start) {
+        return Vec::new();
+    }
+    // Bound both ends inside the family, so a descending read walks only what it returns.
+    let upper = match end {
+        Some(end) => Bound::Excluded((cf, end.to_vec())),
+        None => match Cf::ALL.iter().find(|next| **next > cf) {
+            Some(next) => Bound::Excluded((*next, Vec::new())),
+            None => Bound::Unbounded,
+        },
+    };
+    let lower = Bound::Included((cf, start.to_vec()));
+    let in_range = map.range((lower, upper));
+    let pair = |((_, k), v): (&(Cf, Vec<u8>), &Vec<u8>)| (k.clone(), v.clone());
     match order {
-        Order::Ascending => pairs.take(limit).collect(),
-        Order::Descending => {
-            let mut all: Vec<_> = pairs.collect();
-            all.reverse();
-            all.truncate(limit);
-            all
-        }
+        Order::Ascending => in_range.take(limit).map(pair).collect(),
+        Order::Descending => in_range.rev().take(limit).map(pair).collect(),
     }
 }
 
