@@ -21,12 +21,14 @@
 use crate::admin as admin_pb;
 use crate::convert::ERROR_CODE_METADATA_KEY;
 use crate::ledger as pb;
+use crate::payments_node_codec::{self, PaymentResult};
 use crate::MESSAGE_BYTES_MAX;
 use std::collections::HashMap;
 use std::error::Error as _;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tally_ledger::payment::{PaymentCommand, PaymentQuery, PaymentQueryResult};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -524,6 +526,60 @@ impl LedgerClient {
                 }
             }
         }
+    }
+
+    fn payments(
+        channel: Channel,
+    ) -> crate::node::payments_ledger_client::PaymentsLedgerClient<Channel> {
+        crate::node::payments_ledger_client::PaymentsLedgerClient::new(channel)
+            .max_decoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX)
+    }
+
+    /// `PaymentsLedger.Execute`: one result per payment command, in order. Every payment
+    /// command is safe to resend (ids and forward-only states make retries no-ops), except that
+    /// a resent `ClaimOrder` whose first answer was lost finds its own lease held; it then waits
+    /// out the lease like any other executor.
+    pub async fn execute_payments(
+        &self,
+        commands: &[PaymentCommand],
+    ) -> Result<Vec<PaymentResult>, ClientError> {
+        let request = payments_node_codec::commands_request(commands);
+        let response = self
+            .call(request, |channel, request| async move {
+                Self::payments(channel).execute(request).await
+            })
+            .await?;
+        payments_node_codec::results_of(&response).map_err(ClientError::Rpc)
+    }
+
+    /// `PaymentsLedger.Idempotency`: begins or completes client idempotency keys, one result
+    /// per command, in order.
+    pub async fn execute_idempotency(
+        &self,
+        commands: &[payments_node_codec::IdempotencyCommand],
+    ) -> Result<Vec<payments_node_codec::IdempotencyResult>, ClientError> {
+        let request = payments_node_codec::idempotency_request(commands);
+        let response = self
+            .call(request, |channel, request| async move {
+                Self::payments(channel).idempotency(request).await
+            })
+            .await?;
+        payments_node_codec::idempotency_results_of(&response).map_err(ClientError::Rpc)
+    }
+
+    /// `PaymentsLedger.Query`, answered linearizably by the leader.
+    pub async fn query_payments(
+        &self,
+        query: &PaymentQuery,
+    ) -> Result<PaymentQueryResult, ClientError> {
+        let request = payments_node_codec::query_request(query);
+        let response = self
+            .call(request, |channel, request| async move {
+                Self::payments(channel).query(request).await
+            })
+            .await?;
+        payments_node_codec::query_result_of(&response).map_err(ClientError::Rpc)
     }
 
     fn ledger(channel: Channel) -> pb::ledger_client::LedgerClient<Channel> {

@@ -776,6 +776,11 @@ pub fn item_result(index: u32, result: &CommandResult) -> pb::ItemResult {
         CommandResult::BeginIdempotent(Err(e)) | CommandResult::CompleteIdempotent(Err(e)) => {
             (e.to_string(), 0)
         }
+        // Payment results travel on the payments service, never in a ledger batch response.
+        CommandResult::Payment(result) => match result.as_ref() {
+            Ok(_) => (String::new(), 0),
+            Err(e) => (e.to_string(), 0),
+        },
     };
     pb::ItemResult {
         index,

@@ -5,6 +5,8 @@
 //! - [`raft`] (`tally.raft.v1`): the Raft transport between nodes; payloads are postcard-encoded
 //!   openraft values, opaque here.
 //! - [`admin`] (`tally.admin.v1`): cluster status, bootstrap, membership, snapshots, backups.
+//! - [`node`] (`tally.node.v1`): the gateway's internal door to the payments state.
+//! - [`payments`] (`tally.payments.v1`): the public payments API served by `tally-gateway`.
 //! - [`convert`]: the one conversion between protobuf messages and `tally_ledger` types, with
 //!   validation and stable error codes.
 //! - [`client`]: [`client::LedgerClient`], a Rust client that follows the Raft leader and retries.
@@ -29,8 +31,26 @@ pub mod admin {
     tonic::include_proto!("tally.admin.v1");
 }
 
+/// Generated from `payments_node.proto`: the gateway-to-node payments service, whose payloads
+/// are postcard-encoded `tally_ledger::payment` values (see [`payments_node_codec`]).
+pub mod node {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("tally.node.v1");
+}
+
+/// Generated from `payments.proto`: the public payments API the gateway serves.
+pub mod payments {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("tally.payments.v1");
+}
+
+/// Every Tally protobuf file as an encoded `FileDescriptorSet`, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tally_descriptor.bin"));
+
 pub mod client;
 pub mod convert;
+pub mod payments_node_codec;
 
 /// Largest gRPC message either side accepts, in bytes. A full batch (8,190 items, each with up
 /// to 16 metadata entries) or a lookup of as many accounts can exceed tonic's 4 MiB default, so

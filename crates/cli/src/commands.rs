@@ -1,7 +1,9 @@
 //! The command tree and what each command does.
 
 use crate::bench::{self, BenchArgs};
+use crate::bench_payments::{self, BenchPaymentsArgs};
 use crate::output::{print_record, print_rows};
+use crate::payments::{self, BuyerCommand, GatewayArgs, MerchantCommand, PaymentCommand};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeMap;
@@ -30,6 +32,8 @@ pub struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    gateway: GatewayArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,6 +75,17 @@ enum Command {
     },
     /// Drive the cluster with concurrent transfer batches and report throughput and latency.
     Bench(BenchArgs),
+    /// Merchants (platforms and sellers), their fees and API keys, through the gateway.
+    #[command(subcommand)]
+    Merchant(MerchantCommand),
+    /// Buyers and their wallets, through the gateway.
+    #[command(subcommand)]
+    Buyer(BuyerCommand),
+    /// Payments: create, confirm, capture, cancel, refund, fulfil, status, through the gateway.
+    #[command(subcommand)]
+    Payment(PaymentCommand),
+    /// Drive a gateway with concurrent card payments and report payments/s and latency.
+    BenchPayments(BenchPaymentsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -223,13 +238,19 @@ fn print_batch(json: bool, response: &pb::BatchResponse) -> Result<()> {
 
 pub async fn run(cli: Cli) -> Result<()> {
     let json = cli.json;
-    if let Command::Restore { backup, data_dir } = &cli.command {
-        return restore(json, backup, data_dir);
-    }
+    // Commands that need no connection to the cluster's nodes.
+    let command = match cli.command {
+        Command::Restore { backup, data_dir } => return restore(json, &backup, &data_dir),
+        Command::Merchant(command) => return payments::merchant(json, &cli.gateway, command).await,
+        Command::Buyer(command) => return payments::buyer(json, &cli.gateway, command).await,
+        Command::Payment(command) => return payments::payment(json, &cli.gateway, command).await,
+        Command::BenchPayments(args) => return bench_payments::run(json, &cli.gateway, args).await,
+        other => other,
+    };
     let client = LedgerClient::connect(cli.endpoints.clone())
         .await
         .with_context(|| format!("connecting to {}", cli.endpoints.join(",")))?;
-    match cli.command {
+    match command {
         Command::Cluster(command) => cluster(json, &client, &cli.endpoints, command).await,
         Command::Snapshot => {
             let response = client.admin().trigger_snapshot().await?;
@@ -250,7 +271,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Restore { .. } => unreachable!("handled before connecting"),
+        Command::Restore { .. }
+        | Command::Merchant(_)
+        | Command::Buyer(_)
+        | Command::Payment(_)
+        | Command::BenchPayments(_) => unreachable!("handled before connecting"),
         Command::Account(command) => account(json, &client, command).await,
         Command::Transfer(args) => transfer(json, &client, args).await,
         Command::Balance { id, as_of_ns } => {
@@ -319,7 +344,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 rows,
             );
             if let (Some(next), false) = (response.next_cursor_ns, json) {
-                println!("more: tally history {id} --cursor-ns {next}");
+                crate::output::emit!("more: tally history {id} --cursor-ns {next}");
             }
             Ok(())
         }

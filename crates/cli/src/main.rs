@@ -1,9 +1,12 @@
 //! `tally`: the command line for operators (cluster status and membership, snapshots, backups)
-//! and developers (accounts, transfers, balances, history, `tally bench`).
+//! and developers (accounts, transfers, balances, history, `tally bench`), and the payments API
+//! of a gateway (`tally merchant|buyer|payment`).
 
 mod bench;
+mod bench_payments;
 mod commands;
 mod output;
+mod payments;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -1,6 +1,21 @@
 //! Tables for people, JSON for scripts.
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+
+/// `println!` that ends the process quietly when stdout is closed (`tally ... | head`), instead
+/// of panicking on the broken pipe.
+macro_rules! emit {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(error) = writeln!(out, $($arg)*) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+pub(crate) use emit;
 use serde_json::Value;
 
 /// Prints `rows` under `header`, or the same data as a JSON array of objects with `--json`.
@@ -18,7 +33,7 @@ pub fn print_rows(json: bool, header: &[&str], rows: Vec<Vec<String>>) {
                 )
             })
             .collect();
-        println!("{}", Value::Array(objects));
+        emit!("{}", Value::Array(objects));
         return;
     }
     let mut table = Table::new();
@@ -28,7 +43,7 @@ pub fn print_rows(json: bool, header: &[&str], rows: Vec<Vec<String>>) {
     for row in rows {
         table.add_row(row);
     }
-    println!("{table}");
+    emit!("{table}");
 }
 
 /// Prints one record as a two-column table, or as a JSON object.
@@ -38,7 +53,7 @@ pub fn print_record(json: bool, fields: Vec<(&str, String)>) {
             .into_iter()
             .map(|(key, value)| (key.to_owned(), Value::String(value)))
             .collect();
-        println!("{}", Value::Object(object));
+        emit!("{}", Value::Object(object));
         return;
     }
     let mut table = Table::new();
@@ -46,5 +61,5 @@ pub fn print_record(json: bool, fields: Vec<(&str, String)>) {
     for (key, value) in fields {
         table.add_row(vec![key.to_owned(), value]);
     }
-    println!("{table}");
+    emit!("{table}");
 }

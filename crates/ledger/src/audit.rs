@@ -5,6 +5,7 @@
 use crate::account::Balances;
 use crate::ids::AccountId;
 use crate::money::Currency;
+use crate::payment::{chart, FundsSource, RefundState};
 use crate::store::LedgerRead;
 use crate::transfer::HoldStatus;
 use std::collections::BTreeMap;
@@ -39,6 +40,14 @@ pub enum InvariantViolation {
         balances: Balances,
         held_debits: u128,
         held_credits: u128,
+    },
+    #[error("seller held account {account_id}: ledger has net {ledger_net} and pending {ledger_pending}, its orders say net {orders_net} and pending {orders_pending}")]
+    PaymentsDrifted {
+        account_id: AccountId,
+        ledger_net: i128,
+        ledger_pending: u128,
+        orders_net: i128,
+        orders_pending: u128,
     },
 }
 
@@ -108,6 +117,7 @@ pub fn audit<S: LedgerRead>(store: &S) -> Result<AuditReport, Box<InvariantViola
             }));
         }
     }
+    audit_payments(store)?;
     let recorded = store.meta().totals;
     for currency in recorded.keys().chain(totals.keys()) {
         let recorded_total = recorded.get(currency).copied().unwrap_or_default();
@@ -125,4 +135,46 @@ pub fn audit<S: LedgerRead>(store: &S) -> Result<AuditReport, Box<InvariantViola
         holds_pending,
         totals,
     })
+}
+
+/// The wallet and the ledger must agree: each seller's held account holds exactly what its
+/// orders say is held, plus the seller shares of refunds drawn on held funds and not yet settled.
+fn audit_payments<S: LedgerRead>(store: &S) -> Result<(), Box<InvariantViolation>> {
+    // Per held account: (net posted credits expected, pending debits expected).
+    let mut expected: BTreeMap<AccountId, (i128, u128)> = BTreeMap::new();
+    store.scan_payments(&mut |payment| {
+        for order in &payment.orders {
+            order.assert_consistent();
+            if order.captured_minor == 0 {
+                continue;
+            }
+            let held = chart::merchant_held(&order.seller_id, order.currency);
+            let entry = expected.entry(held).or_default();
+            entry.0 += i128::from(order.held_minor);
+            for refund in &order.refunds {
+                if refund.source == FundsSource::Held && refund.state == RefundState::Pending {
+                    let share = refund.amount_minor - refund.fee_share_minor;
+                    entry.0 += i128::from(share);
+                    entry.1 += u128::from(share);
+                }
+            }
+        }
+    });
+    for (account_id, (orders_net, orders_pending)) in expected {
+        let balances = store
+            .account(account_id)
+            .map(|account| account.balances)
+            .unwrap_or_default();
+        let ledger_net = balances.credits_posted as i128 - balances.debits_posted as i128;
+        if (ledger_net, balances.debits_pending) != (orders_net, orders_pending) {
+            return Err(Box::new(InvariantViolation::PaymentsDrifted {
+                account_id,
+                ledger_net,
+                ledger_pending: balances.debits_pending,
+                orders_net,
+                orders_pending,
+            }));
+        }
+    }
+    Ok(())
 }

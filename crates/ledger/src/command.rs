@@ -3,6 +3,7 @@
 use crate::account::{CloseAccount, NewAccount};
 use crate::errors::{AccountError, CloseAccountError, IdempotencyError, TransferError};
 use crate::idempotency::{BeginIdempotent, CompleteIdempotent};
+use crate::payment::{PaymentCommand, PaymentError, PaymentOutcome};
 use crate::transfer::NewTransfer;
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,9 @@ pub enum Command {
     CloseAccount(CloseAccount),
     BeginIdempotent(BeginIdempotent),
     CompleteIdempotent(CompleteIdempotent),
+    /// A payments command (merchants, checkouts, order execution, refunds). Never linked: each
+    /// applies all-or-nothing on its own.
+    Payment(Box<PaymentCommand>),
 }
 
 impl Command {
@@ -24,7 +28,9 @@ impl Command {
             Command::CreateAccount(a) => a.linked,
             Command::CreateTransfer(t) => t.linked,
             Command::CloseAccount(c) => c.linked,
-            Command::BeginIdempotent(_) | Command::CompleteIdempotent(_) => false,
+            Command::BeginIdempotent(_) | Command::CompleteIdempotent(_) | Command::Payment(_) => {
+                false
+            }
         }
     }
 }
@@ -78,6 +84,8 @@ pub enum CommandResult {
     CloseAccount(Result<AccountClosed, CloseAccountError>),
     BeginIdempotent(Result<IdempotencyBegun, IdempotencyError>),
     CompleteIdempotent(Result<IdempotencyCompleted, IdempotencyError>),
+    /// Boxed: payment results are large and rare next to transfer results.
+    Payment(Box<Result<PaymentOutcome, PaymentError>>),
 }
 
 impl CommandResult {
@@ -88,6 +96,7 @@ impl CommandResult {
             CommandResult::CloseAccount(r) => r.is_ok(),
             CommandResult::BeginIdempotent(r) => r.is_ok(),
             CommandResult::CompleteIdempotent(r) => r.is_ok(),
+            CommandResult::Payment(r) => r.is_ok(),
         }
     }
 
@@ -115,6 +124,10 @@ impl CommandResult {
             CommandResult::BeginIdempotent(Err(e)) | CommandResult::CompleteIdempotent(Err(e)) => {
                 e.code()
             }
+            CommandResult::Payment(result) => match result.as_ref() {
+                Ok(outcome) => outcome.code(),
+                Err(e) => e.code(),
+            },
         }
     }
 
@@ -136,6 +149,9 @@ impl CommandResult {
             Command::CompleteIdempotent(_) => {
                 CommandResult::CompleteIdempotent(Err(IdempotencyError::LinkedEventFailed))
             }
+            Command::Payment(_) => {
+                CommandResult::Payment(Box::new(Err(PaymentError::CannotBeLinked)))
+            }
         }
     }
 
@@ -152,7 +168,7 @@ impl CommandResult {
                 CommandResult::CloseAccount(Err(CloseAccountError::LinkedEventChainOpen))
             }
             // Idempotency commands are never linked, so they never end a batch inside a chain.
-            Command::BeginIdempotent(_) | Command::CompleteIdempotent(_) => {
+            Command::BeginIdempotent(_) | Command::CompleteIdempotent(_) | Command::Payment(_) => {
                 unreachable!("an unlinked command cannot leave its chain open")
             }
         }

@@ -31,6 +31,8 @@ pub enum AccountError {
     IdMustNotBeZero,
     #[error("account id must not be 2^128-1, which is reserved")]
     IdMustNotBeIntMax,
+    #[error("account ids of 2^127 and above are reserved for accounts the ledger derives (payments); pick an id below 2^127")]
+    IdReserved,
     #[error(
         "debits_must_not_exceed_credits and credits_must_not_exceed_debits cannot both be set"
     )]
@@ -50,6 +52,7 @@ codes!(AccountError {
     LinkedEventChainOpen => "linked_event_chain_open",
     IdMustNotBeZero => "id_must_not_be_zero",
     IdMustNotBeIntMax => "id_must_not_be_int_max",
+    IdReserved => "id_reserved",
     FlagsAreMutuallyExclusive => "flags_are_mutually_exclusive",
     ExistsWithDifferentCurrency => "exists_with_different_currency",
     ExistsWithDifferentCode => "exists_with_different_code",
@@ -67,6 +70,8 @@ pub enum TransferError {
     IdMustNotBeZero,
     #[error("transfer id must not be 2^128-1, which is reserved")]
     IdMustNotBeIntMax,
+    #[error("transfer ids of 2^127 and above are reserved for transfers the ledger derives (payments); pick an id below 2^127")]
+    IdReserved,
     #[error("a transfer with this id exists with a different body; a retry must resend the same body, a new transfer needs a new id")]
     ExistsWithDifferentFields,
     #[error("a transfer with this id was refused earlier with a different body; a new transfer needs a new id")]
@@ -136,6 +141,7 @@ codes!(TransferError {
     LinkedEventChainOpen => "linked_event_chain_open",
     IdMustNotBeZero => "id_must_not_be_zero",
     IdMustNotBeIntMax => "id_must_not_be_int_max",
+    IdReserved => "id_reserved",
     ExistsWithDifferentFields => "exists_with_different_fields",
     IdAlreadyFailed => "id_already_failed",
     DebitAccountIdMustNotBeZero => "debit_account_id_must_not_be_zero",

@@ -23,6 +23,7 @@ pub mod limits;
 mod mem_store;
 mod metadata;
 mod money;
+pub mod payment;
 mod query;
 mod store;
 mod transfer;

@@ -27,3 +27,32 @@ pub const HISTORY_PAGE_ENTRIES_MAX: usize = 1_000;
 
 pub const NANOS_PER_SECOND: u64 = 1_000_000_000;
 pub const NANOS_PER_MILLISECOND: u64 = 1_000_000;
+
+/// Bytes of a merchant, buyer, checkout, order, refund, PSP or API-key id.
+pub const PAYMENT_ID_BYTES_MAX: usize = 64;
+/// Orders in one checkout. One payment record holds all of them, so this bounds its size.
+pub const ORDERS_PER_PAYMENT_MAX: usize = 16;
+/// Refunds of one order (partial refunds add up; each is its own record).
+pub const REFUNDS_PER_ORDER_MAX: usize = 16;
+/// API keys a merchant may hold at once, revoked ones included (rotate by revoking, then adding).
+pub const API_KEYS_PER_MERCHANT_MAX: usize = 8;
+/// Currencies a merchant may set a fixed fee for, and a buyer may hold wallets in.
+pub const CURRENCIES_PER_PARTY_MAX: usize = 16;
+pub const MERCHANT_NAME_BYTES_MAX: usize = 128;
+/// A card token, QR reference or PSP charge id carried in a payment.
+pub const PSP_REFERENCE_BYTES_MAX: usize = 128;
+/// Reasons a risk decision records, and the bytes of each.
+pub const RISK_REASONS_MAX: usize = 8;
+pub const RISK_REASON_BYTES_MAX: usize = 128;
+/// The code and message of the last error an order met.
+pub const ORDER_ERROR_BYTES_MAX: usize = 256;
+/// 100% in basis points: a fee rate above it is refused.
+pub const FEE_BPS_MAX: u32 = 10_000;
+/// How long an executor may hold an order claim before another may take over.
+pub const ORDER_LEASE_MS_MAX: u64 = 10 * 60 * 1000;
+/// Held funds move to the seller's available balance at most this long after capture.
+pub const HOLD_PERIOD_S_MAX: u32 = 90 * 24 * 60 * 60;
+/// Orders whose hold period ended released by one `apply` call (like expiries, a bounded sweep).
+pub const RELEASES_PER_BATCH_MAX: usize = 1_024;
+/// A pending (3-D-Secure or QR) charge not completed by webhook is checked at the PSP after this.
+pub const PENDING_CHECK_AFTER_MS: u64 = 60 * 1000;

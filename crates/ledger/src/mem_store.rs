@@ -10,6 +10,9 @@ use crate::command::Command;
 use crate::errors::BatchError;
 use crate::idempotency::{IdempotencyKey, IdempotencyRecord};
 use crate::ids::{AccountId, TransferId};
+use crate::payment::{
+    ApiKeyId, Buyer, BuyerId, CheckoutId, Merchant, MerchantId, OrderId, Payment,
+};
 use crate::store::{ChangeSet, HistoryEntry, LedgerMeta, LedgerRead};
 use crate::transfer::{Hold, TransferRecord};
 use rustc_hash::FxHashMap;
@@ -25,6 +28,14 @@ pub struct MemStore {
     /// Each account's entries in timestamp order (appends always carry a later timestamp).
     history: FxHashMap<AccountId, Vec<HistoryEntry>>,
     idempotency: BTreeMap<IdempotencyKey, IdempotencyRecord>,
+    merchants: BTreeMap<MerchantId, Merchant>,
+    api_key_index: BTreeMap<ApiKeyId, MerchantId>,
+    buyers: BTreeMap<BuyerId, Buyer>,
+    payments: BTreeMap<CheckoutId, Payment>,
+    order_index: BTreeMap<OrderId, CheckoutId>,
+    merchant_payments: BTreeSet<(MerchantId, u64, CheckoutId)>,
+    due_index: BTreeSet<(u64, OrderId)>,
+    release_index: BTreeSet<(u64, OrderId)>,
 }
 
 impl MemStore {
@@ -78,6 +89,44 @@ impl MemStore {
         }
         for record in changes.idempotency {
             self.idempotency.insert(record.key.clone(), record);
+        }
+        for merchant in changes.merchants {
+            self.merchants.insert(merchant.id.clone(), merchant);
+        }
+        for (key_id, merchant) in changes.api_key_index {
+            let previous = self.api_key_index.insert(key_id.clone(), merchant);
+            assert!(previous.is_none(), "api key {key_id} indexed twice");
+        }
+        for buyer in changes.buyers {
+            self.buyers.insert(buyer.id.clone(), buyer);
+        }
+        for payment in changes.payments {
+            self.payments.insert(payment.checkout_id.clone(), payment);
+        }
+        for (order, checkout) in changes.order_index {
+            let previous = self.order_index.insert(order.clone(), checkout);
+            assert!(previous.is_none(), "order {order} indexed twice");
+        }
+        for key in changes.merchant_payments {
+            assert!(self.merchant_payments.insert(key), "payment listed twice");
+        }
+        for key in changes.due_removes {
+            assert!(self.due_index.remove(&key), "due index lacks {key:?}");
+        }
+        for key in changes.due_inserts {
+            assert!(self.due_index.insert(key), "due index has it already");
+        }
+        for key in changes.release_removes {
+            assert!(
+                self.release_index.remove(&key),
+                "release index lacks {key:?}"
+            );
+        }
+        for key in changes.release_inserts {
+            assert!(
+                self.release_index.insert(key),
+                "release index has it already"
+            );
         }
         self.meta = changes.meta;
     }
@@ -144,5 +193,67 @@ impl LedgerRead for MemStore {
 
     fn scan_holds(&self, visit: &mut dyn FnMut(&Hold)) {
         self.holds.values().for_each(visit);
+    }
+
+    fn scan_payments(&self, visit: &mut dyn FnMut(&Payment)) {
+        self.payments.values().for_each(visit);
+    }
+
+    fn merchant(&self, id: &MerchantId) -> Option<Merchant> {
+        self.merchants.get(id).cloned()
+    }
+
+    fn api_key_merchant(&self, key_id: &ApiKeyId) -> Option<MerchantId> {
+        self.api_key_index.get(key_id).cloned()
+    }
+
+    fn buyer(&self, id: &BuyerId) -> Option<Buyer> {
+        self.buyers.get(id).cloned()
+    }
+
+    fn payment(&self, id: &CheckoutId) -> Option<Payment> {
+        self.payments.get(id).cloned()
+    }
+
+    fn order_checkout(&self, id: &OrderId) -> Option<CheckoutId> {
+        self.order_index.get(id).cloned()
+    }
+
+    fn releases_due(&self, up_to_ns: u64, limit: usize) -> Vec<OrderId> {
+        self.release_index
+            .iter()
+            .take_while(|(at_ns, _)| *at_ns <= up_to_ns)
+            .take(limit)
+            .map(|(_, order)| order.clone())
+            .collect()
+    }
+
+    fn orders_due(&self, up_to_ns: u64, limit: usize) -> Vec<(u64, OrderId)> {
+        self.due_index
+            .iter()
+            .take_while(|(due_ns, _)| *due_ns <= up_to_ns)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    fn merchant_payments(
+        &self,
+        merchant: &MerchantId,
+        before: Option<(u64, CheckoutId)>,
+        limit: usize,
+    ) -> Vec<(u64, CheckoutId)> {
+        self.merchant_payments
+            .iter()
+            .rev()
+            .filter(|(m, created, checkout)| {
+                m == merchant
+                    && before.as_ref().is_none_or(|(b_created, b_checkout)| {
+                        (created, checkout) < (b_created, b_checkout)
+                    })
+            })
+            .take(limit)
+            .map(|(_, created, checkout)| (*created, checkout.clone()))
+            .collect()
     }
 }

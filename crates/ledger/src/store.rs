@@ -16,6 +16,9 @@ use crate::account::{Account, Balances};
 use crate::idempotency::{IdempotencyKey, IdempotencyRecord};
 use crate::ids::{AccountId, TransferId};
 use crate::money::Currency;
+use crate::payment::{
+    ApiKeyId, Buyer, BuyerId, CheckoutId, Merchant, MerchantId, OrderId, Payment,
+};
 use crate::transfer::{Hold, TransferRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -38,6 +41,30 @@ pub trait LedgerRead {
     fn scan_accounts(&self, visit: &mut dyn FnMut(&Account));
     /// Every hold, pending or final, in id order (audits and snapshots).
     fn scan_holds(&self, visit: &mut dyn FnMut(&Hold));
+
+    /// Every payment in checkout-id order (audits; never on the apply path).
+    fn scan_payments(&self, visit: &mut dyn FnMut(&Payment));
+
+    fn merchant(&self, id: &MerchantId) -> Option<Merchant>;
+    /// The merchant an API key id belongs to (revoked keys included: the record says so).
+    fn api_key_merchant(&self, key_id: &ApiKeyId) -> Option<MerchantId>;
+    fn buyer(&self, id: &BuyerId) -> Option<Buyer>;
+    fn payment(&self, id: &CheckoutId) -> Option<Payment>;
+    /// The checkout an order belongs to.
+    fn order_checkout(&self, id: &OrderId) -> Option<CheckoutId>;
+    /// Orders whose hold period ended at or before `up_to_ns`, earliest first, at most `limit`.
+    fn releases_due(&self, up_to_ns: u64, limit: usize) -> Vec<OrderId>;
+    /// Orders an executor or the sweeper should look at by `up_to_ns` (not started, lease run
+    /// out, retry due, pending check due), earliest first, at most `limit`. Queries only.
+    fn orders_due(&self, up_to_ns: u64, limit: usize) -> Vec<(u64, OrderId)>;
+    /// A merchant's payments, newest first, created strictly before `before` (`(created_at_ns,
+    /// checkout)`; `None` starts at the newest), at most `limit`. Queries only.
+    fn merchant_payments(
+        &self,
+        merchant: &MerchantId,
+        before: Option<(u64, CheckoutId)>,
+        limit: usize,
+    ) -> Vec<(u64, CheckoutId)>;
 }
 
 /// Ledger-wide values, rewritten by every batch.
@@ -102,5 +129,21 @@ pub struct ChangeSet {
     pub history: Vec<HistoryEntry>,
     /// New or changed idempotency records, by key.
     pub idempotency: Vec<IdempotencyRecord>,
+    /// New or changed merchants, buyers and payments, by id.
+    pub merchants: Vec<Merchant>,
+    pub buyers: Vec<Buyer>,
+    pub payments: Vec<Payment>,
+    /// API keys added in this batch, by key id.
+    pub api_key_index: Vec<(ApiKeyId, MerchantId)>,
+    /// Orders of newly created payments, by order id.
+    pub order_index: Vec<(OrderId, CheckoutId)>,
+    /// `(merchant, created_at_ns, checkout)` of newly created payments.
+    pub merchant_payments: Vec<(MerchantId, u64, CheckoutId)>,
+    /// `(due_ns, order)` pairs to add to / remove from the executor's work index.
+    pub due_inserts: Vec<(u64, OrderId)>,
+    pub due_removes: Vec<(u64, OrderId)>,
+    /// `(release_at_ns, order)` pairs to add to / remove from the hold-release index.
+    pub release_inserts: Vec<(u64, OrderId)>,
+    pub release_removes: Vec<(u64, OrderId)>,
     pub meta: LedgerMeta,
 }

@@ -72,6 +72,9 @@ fn estimated_bytes(command: &Command) -> usize {
         Command::CreateTransfer(t) => &t.metadata,
         Command::CloseAccount(_) | Command::BeginIdempotent(_) => return FIXED_BYTES + 300,
         Command::CompleteIdempotent(c) => return FIXED_BYTES + 300 + c.response.len(),
+        // Payment commands are few and vary in size (a checkout carries up to 16 orders):
+        // measure them exactly.
+        Command::Payment(p) => return FIXED_BYTES + crate::codec::encode(p).len(),
     };
     FIXED_BYTES
         + metadata

@@ -1,6 +1,7 @@
 //! Key layout. Integers are big-endian so that byte order is numeric order and range scans walk
 //! history by time and the expiry index by deadline.
 
+use tally_ledger::payment::{ApiKeyId, BuyerId, CheckoutId, MerchantId, OrderId};
 use tally_ledger::{AccountId, IdempotencyKey, TransferId};
 
 // `Cf::State`: the ledger.
@@ -10,6 +11,16 @@ const HOLD: u8 = b'h';
 const EXPIRY: u8 = b'x';
 const HISTORY: u8 = b'y';
 const IDEMPOTENCY: u8 = b'i';
+// Payments. String ids never contain 0x00 (their alphabet is ASCII letters, digits and `_-.:`),
+// so a prefix scan of one id never runs into a longer one's keys where a length byte is used.
+const MERCHANT: u8 = b'M';
+const BUYER: u8 = b'B';
+const PAYMENT: u8 = b'P';
+const ORDER: u8 = b'O';
+const ORDER_DUE: u8 = b'D';
+const ORDER_RELEASE: u8 = b'R';
+const MERCHANT_PAYMENTS: u8 = b'L';
+const API_KEY: u8 = b'K';
 pub const LEDGER_META: &[u8] = b"m/ledger";
 pub const LAST_APPLIED: &[u8] = b"m/applied";
 pub const MEMBERSHIP: &[u8] = b"m/membership";
@@ -78,6 +89,120 @@ pub fn idempotency(key: &IdempotencyKey) -> Vec<u8> {
     let mut out = vec![IDEMPOTENCY];
     out.extend_from_slice(key.as_str().as_bytes());
     out
+}
+
+fn with_str(tag: u8, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + id.len());
+    key.push(tag);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+pub fn merchant(id: &MerchantId) -> Vec<u8> {
+    with_str(MERCHANT, id.as_str())
+}
+
+pub fn api_key(id: &ApiKeyId) -> Vec<u8> {
+    with_str(API_KEY, id.as_str())
+}
+
+pub fn buyer(id: &BuyerId) -> Vec<u8> {
+    with_str(BUYER, id.as_str())
+}
+
+pub fn payment(id: &CheckoutId) -> Vec<u8> {
+    with_str(PAYMENT, id.as_str())
+}
+
+pub fn payment_prefix() -> Vec<u8> {
+    vec![PAYMENT]
+}
+
+pub fn order(id: &OrderId) -> Vec<u8> {
+    with_str(ORDER, id.as_str())
+}
+
+fn timed_order(tag: u8, at_ns: u64, order: Option<&OrderId>) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9 + order.map_or(0, |o| o.as_str().len()));
+    key.push(tag);
+    key.extend_from_slice(&at_ns.to_be_bytes());
+    if let Some(order) = order {
+        key.extend_from_slice(order.as_str().as_bytes());
+    }
+    key
+}
+
+pub fn order_due(due_ns: u64, order: &OrderId) -> Vec<u8> {
+    timed_order(ORDER_DUE, due_ns, Some(order))
+}
+
+/// The first due key after every order due at or before `up_to_ns`.
+pub fn order_due_end(up_to_ns: u64) -> Vec<u8> {
+    match up_to_ns.checked_add(1) {
+        Some(next) => timed_order(ORDER_DUE, next, None),
+        None => vec![ORDER_DUE + 1],
+    }
+}
+
+pub fn order_due_prefix() -> Vec<u8> {
+    vec![ORDER_DUE]
+}
+
+pub fn order_release(at_ns: u64, order: &OrderId) -> Vec<u8> {
+    timed_order(ORDER_RELEASE, at_ns, Some(order))
+}
+
+pub fn order_release_end(up_to_ns: u64) -> Vec<u8> {
+    match up_to_ns.checked_add(1) {
+        Some(next) => timed_order(ORDER_RELEASE, next, None),
+        None => vec![ORDER_RELEASE + 1],
+    }
+}
+
+pub fn order_release_prefix() -> Vec<u8> {
+    vec![ORDER_RELEASE]
+}
+
+/// `(time, order)` of a due or release key.
+pub fn timed_order_of(key: &[u8]) -> (u64, OrderId) {
+    let at_ns = u64::from_be_bytes(key[1..9].try_into().expect("timed order keys have a time"));
+    let id = std::str::from_utf8(&key[9..]).expect("order ids are ASCII");
+    (
+        at_ns,
+        OrderId::new(id).expect("indexed order ids are valid"),
+    )
+}
+
+pub fn merchant_payments_prefix(merchant: &MerchantId) -> Vec<u8> {
+    let id = merchant.as_str().as_bytes();
+    let mut key = Vec::with_capacity(2 + id.len());
+    key.push(MERCHANT_PAYMENTS);
+    // Merchant ids are at most 64 bytes, so the length fits a byte.
+    key.push(id.len() as u8);
+    key.extend_from_slice(id);
+    key
+}
+
+pub fn merchant_payment(
+    merchant: &MerchantId,
+    created_at_ns: u64,
+    checkout: &CheckoutId,
+) -> Vec<u8> {
+    let mut key = merchant_payments_prefix(merchant);
+    key.extend_from_slice(&created_at_ns.to_be_bytes());
+    key.extend_from_slice(checkout.as_str().as_bytes());
+    key
+}
+
+/// `(created_at_ns, checkout)` of a merchant-payments key with prefix length `prefix_len`.
+pub fn merchant_payment_of(key: &[u8], prefix_len: usize) -> (u64, CheckoutId) {
+    let created = &key[prefix_len..prefix_len + 8];
+    let created_at_ns = u64::from_be_bytes(created.try_into().expect("8 bytes"));
+    let id = std::str::from_utf8(&key[prefix_len + 8..]).expect("checkout ids are ASCII");
+    (
+        created_at_ns,
+        CheckoutId::new(id).expect("indexed checkout ids are valid"),
+    )
 }
 
 pub fn log_index(index: u64) -> Vec<u8> {

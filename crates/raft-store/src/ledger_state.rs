@@ -8,6 +8,9 @@ use crate::codec::{decode, encode};
 use crate::keys;
 use crate::kv::{Cf, KvRead, Order, WriteBatch};
 use serde::de::DeserializeOwned;
+use tally_ledger::payment::{
+    ApiKeyId, Buyer, BuyerId, CheckoutId, Merchant, MerchantId, OrderId, Payment,
+};
 use tally_ledger::{
     Account, AccountId, ChangeSet, HistoryEntry, Hold, IdempotencyKey, IdempotencyRecord,
     LedgerMeta, LedgerRead, TransferId, TransferRecord,
@@ -130,6 +133,75 @@ impl LedgerRead for KvLedger<'_> {
     fn scan_holds(&self, visit: &mut dyn FnMut(&Hold)) {
         self.scan(&keys::hold_prefix(), visit);
     }
+
+    fn scan_payments(&self, visit: &mut dyn FnMut(&Payment)) {
+        self.scan(&keys::payment_prefix(), visit);
+    }
+
+    fn merchant(&self, id: &MerchantId) -> Option<Merchant> {
+        self.get(&keys::merchant(id))
+    }
+
+    fn api_key_merchant(&self, key_id: &ApiKeyId) -> Option<MerchantId> {
+        self.get(&keys::api_key(key_id))
+    }
+
+    fn buyer(&self, id: &BuyerId) -> Option<Buyer> {
+        self.get(&keys::buyer(id))
+    }
+
+    fn payment(&self, id: &CheckoutId) -> Option<Payment> {
+        self.get(&keys::payment(id))
+    }
+
+    fn order_checkout(&self, id: &OrderId) -> Option<CheckoutId> {
+        self.get(&keys::order(id))
+    }
+
+    fn releases_due(&self, up_to_ns: u64, limit: usize) -> Vec<OrderId> {
+        let end = keys::order_release_end(up_to_ns);
+        self.range(
+            &keys::order_release_prefix(),
+            Some(&end),
+            Order::Ascending,
+            limit,
+        )
+        .iter()
+        .map(|(key, _)| keys::timed_order_of(key).1)
+        .collect()
+    }
+
+    fn orders_due(&self, up_to_ns: u64, limit: usize) -> Vec<(u64, OrderId)> {
+        let end = keys::order_due_end(up_to_ns);
+        self.range(
+            &keys::order_due_prefix(),
+            Some(&end),
+            Order::Ascending,
+            limit,
+        )
+        .iter()
+        .map(|(key, _)| keys::timed_order_of(key))
+        .collect()
+    }
+
+    fn merchant_payments(
+        &self,
+        merchant: &MerchantId,
+        before: Option<(u64, CheckoutId)>,
+        limit: usize,
+    ) -> Vec<(u64, CheckoutId)> {
+        let prefix = keys::merchant_payments_prefix(merchant);
+        let end = match &before {
+            Some((created_at_ns, checkout)) => {
+                Some(keys::merchant_payment(merchant, *created_at_ns, checkout))
+            }
+            None => keys::prefix_end(&prefix),
+        };
+        self.range(&prefix, end.as_deref(), Order::Descending, limit)
+            .iter()
+            .map(|(key, _)| keys::merchant_payment_of(key, prefix.len()))
+            .collect()
+    }
 }
 
 /// Adds every write of `changes` to `batch`, so they commit with the rest of the entry.
@@ -149,7 +221,11 @@ pub fn write_changes(changes: &ChangeSet, batch: &mut WriteBatch) {
     for (expires_at_ns, id) in &changes.expiry_inserts {
         batch.put(Cf::State, keys::expiry(*expires_at_ns, *id), Vec::new());
     }
-    for entry in &changes.history {
+    // In key order (by account, then time) rather than event order: RocksDB's memtable inserts
+    // keys that follow the previous insert much faster than scattered ones.
+    let mut history: Vec<&tally_ledger::HistoryEntry> = changes.history.iter().collect();
+    history.sort_unstable_by_key(|entry| (entry.account_id, entry.timestamp_ns));
+    for entry in history {
         batch.put(
             Cf::State,
             keys::history(entry.account_id, entry.timestamp_ns),
@@ -158,6 +234,44 @@ pub fn write_changes(changes: &ChangeSet, batch: &mut WriteBatch) {
     }
     for record in &changes.idempotency {
         batch.put(Cf::State, keys::idempotency(&record.key), encode(record));
+    }
+    for merchant in &changes.merchants {
+        batch.put(Cf::State, keys::merchant(&merchant.id), encode(merchant));
+    }
+    for (key_id, merchant) in &changes.api_key_index {
+        batch.put(Cf::State, keys::api_key(key_id), encode(merchant));
+    }
+    for buyer in &changes.buyers {
+        batch.put(Cf::State, keys::buyer(&buyer.id), encode(buyer));
+    }
+    for payment in &changes.payments {
+        batch.put(
+            Cf::State,
+            keys::payment(&payment.checkout_id),
+            encode(payment),
+        );
+    }
+    for (order, checkout) in &changes.order_index {
+        batch.put(Cf::State, keys::order(order), encode(checkout));
+    }
+    for (merchant, created_at_ns, checkout) in &changes.merchant_payments {
+        batch.put(
+            Cf::State,
+            keys::merchant_payment(merchant, *created_at_ns, checkout),
+            Vec::new(),
+        );
+    }
+    for (due_ns, order) in &changes.due_removes {
+        batch.delete(Cf::State, keys::order_due(*due_ns, order));
+    }
+    for (due_ns, order) in &changes.due_inserts {
+        batch.put(Cf::State, keys::order_due(*due_ns, order), Vec::new());
+    }
+    for (at_ns, order) in &changes.release_removes {
+        batch.delete(Cf::State, keys::order_release(*at_ns, order));
+    }
+    for (at_ns, order) in &changes.release_inserts {
+        batch.put(Cf::State, keys::order_release(*at_ns, order), Vec::new());
     }
     batch.put(Cf::State, keys::LEDGER_META, encode(&changes.meta));
 }

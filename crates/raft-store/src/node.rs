@@ -7,7 +7,7 @@ use crate::kv::Kv;
 use crate::log_store::LogStore;
 use crate::network::{Network, RaftRpcServer};
 use crate::reads::ReadGate;
-use crate::service::{AdminService, LedgerService};
+use crate::service::{AdminService, LedgerService, PaymentsService};
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, NodeInfo, Raft};
 use openraft::{Config, SnapshotPolicy};
@@ -123,9 +123,12 @@ impl<K: Kv> Node<K> {
                 stopped(stop_rx.clone()),
             );
         let ledger = LedgerService::new(self.kv.clone(), self.batcher.clone(), self.reads.clone());
+        let payments =
+            PaymentsService::new(self.kv.clone(), self.batcher.clone(), self.reads.clone());
         let admin = AdminService::new(self.id, self.raft.clone(), self.kv.clone());
         let api_server = tonic::transport::Server::builder()
             .add_service(ledger.into_service())
+            .add_service(payments.into_service())
             .add_service(admin.into_service())
             .serve_with_incoming_shutdown(TcpListenerStream::new(api_listener), stopped(stop_rx));
         let raft = self.raft.clone();

@@ -7,9 +7,11 @@
 
 mod admin;
 mod ledger;
+mod payments;
 
 pub use admin::AdminService;
 pub use ledger::LedgerService;
+pub use payments::PaymentsService;
 
 use crate::write_error::ServeError;
 use tally_proto::client::not_leader_status;

@@ -340,3 +340,109 @@ async fn a_follower_refuses_writes_and_names_the_leader() {
     assert_eq!(hint, cluster.infos[&leader].api_addr);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_replicate_through_the_payments_service_and_survive_a_leader_kill() {
+    use std::collections::BTreeMap;
+    use tally_ledger::payment::{
+        BuyerId, CaptureMode, ChargeOutcome, CheckoutId, FeeSchedule, MerchantId, NewBuyer,
+        NewMerchant, NewOrder, NewPayment, OrderId, OrderState, PaymentCommand, PaymentMethod,
+        PaymentOutcome, PaymentQuery, PaymentQueryResult, PspName, RiskOutcome, RiskRecord,
+    };
+    use tally_ledger::Currency;
+
+    let mut cluster = Cluster::start(3, RaftTuning::default()).await;
+    let old_leader = cluster.wait_for_leader(None).await;
+    let endpoints: Vec<String> = cluster.infos.values().map(|i| i.api_addr.clone()).collect();
+    let client = tally_proto::client::LedgerClient::connect(endpoints)
+        .await
+        .expect("client connects");
+    let order = OrderId::new("o1").unwrap();
+    let setup = vec![
+        PaymentCommand::CreateMerchant(NewMerchant {
+            id: MerchantId::new("s1").unwrap(),
+            name: "Seller".to_string(),
+            fees: FeeSchedule {
+                bps: 100,
+                fixed_minor: BTreeMap::new(),
+            },
+            hold_period_s: 0,
+        }),
+        PaymentCommand::CreateBuyer(NewBuyer {
+            id: BuyerId::new("b1").unwrap(),
+            wallet_currencies: vec![],
+        }),
+        PaymentCommand::CreatePayment(NewPayment {
+            checkout_id: CheckoutId::new("c1").unwrap(),
+            merchant_id: MerchantId::new("s1").unwrap(),
+            buyer_id: BuyerId::new("b1").unwrap(),
+            method: Some(PaymentMethod::Card {
+                token: "tok_ok".to_string(),
+            }),
+            capture: CaptureMode::Automatic,
+            psp: PspName::new("sim").unwrap(),
+            risk: RiskRecord {
+                outcome: RiskOutcome::Approve,
+                flagged: false,
+                reasons: vec![],
+            },
+            request_hash: [1; 32],
+            orders: vec![NewOrder {
+                order_id: order.clone(),
+                seller_id: MerchantId::new("s1").unwrap(),
+                amount_minor: 10_000,
+                currency: Currency::USD,
+            }],
+        }),
+        PaymentCommand::ClaimOrder {
+            order_id: order.clone(),
+            lease_ms: 30_000,
+        },
+    ];
+    let results = client.execute_payments(&setup).await.expect("setup runs");
+    let codes: Vec<&str> = results
+        .iter()
+        .map(|r| r.as_ref().map_or_else(|e| e.code(), PaymentOutcome::code))
+        .collect();
+    assert_eq!(codes, ["ok", "ok", "ok", "claimed"]);
+
+    cluster.stop(old_leader).await;
+    cluster.wait_for_leader(Some(old_leader)).await;
+    // The client finds the new leader by itself; recording twice is answered unchanged.
+    let captured = PaymentCommand::RecordChargeOutcome {
+        order_id: order.clone(),
+        outcome: ChargeOutcome::Captured {
+            psp_charge_id: "ch_1".to_string(),
+            amount_minor: 10_000,
+        },
+    };
+    let results = client
+        .execute_payments(&[captured.clone(), captured])
+        .await
+        .expect("capture recorded");
+    let codes: Vec<&str> = results
+        .iter()
+        .map(|r| r.as_ref().map_or_else(|e| e.code(), PaymentOutcome::code))
+        .collect();
+    assert_eq!(codes, ["ok", "unchanged"]);
+
+    let answer = client
+        .query_payments(&PaymentQuery::PaymentOfOrder {
+            order_id: order.clone(),
+        })
+        .await
+        .expect("query answers");
+    let PaymentQueryResult::Payment(Some(payment)) = answer else {
+        panic!("payment missing: {answer:?}")
+    };
+    let stored = payment.order(&order).expect("order");
+    assert_eq!(stored.state, OrderState::Succeeded);
+    assert_eq!(stored.fee_minor, 100);
+    assert_eq!(stored.held_minor, 9_900);
+
+    cluster.restart(old_leader).await;
+    cluster.wait_converged().await;
+    // Equal hash chains, and on every node the audit finds the held account equal to the orders.
+    assert_same_hash_everywhere(&cluster);
+    cluster.shutdown().await;
+}

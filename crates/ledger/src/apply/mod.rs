@@ -5,13 +5,16 @@
 mod account;
 mod expiry;
 mod idempotency;
+mod payment;
 mod transfer;
 mod txn;
 
 use crate::command::{Command, CommandResult};
-use crate::errors::BatchError;
+use crate::errors::{AccountError, BatchError, TransferError};
 use crate::ids::TransferId;
 use crate::limits::{BATCH_COMMANDS_MAX, TIMESTAMP_NS_MAX};
+use crate::payment::chart::is_reserved_id;
+use crate::payment::OrderId;
 use crate::store::{ChangeSet, LedgerRead};
 use txn::Txn;
 
@@ -22,6 +25,8 @@ pub struct Applied {
     pub results: Vec<CommandResult>,
     /// Holds the batch expired before its commands ran.
     pub expired: Vec<TransferId>,
+    /// Orders whose hold period ended, released to their sellers before the commands ran.
+    pub released: Vec<OrderId>,
     /// Every write of the batch, to be persisted in one atomic write.
     pub changes: ChangeSet,
 }
@@ -70,6 +75,7 @@ pub fn apply<S: LedgerRead>(
     let mut txn = Txn::with_capacity(store, commands.len());
 
     let expired = expiry::expire_holds(&mut txn, batch_timestamp_ns, &mut clock);
+    let released = payment::release_due_holds(&mut txn, batch_timestamp_ns, &mut clock);
     let results = apply_commands(&mut txn, commands, &mut clock);
     debug_assert_eq!(results.len(), commands.len());
 
@@ -83,11 +89,13 @@ pub fn apply<S: LedgerRead>(
         commands,
         &results,
         &expired,
+        &released,
     );
     let changes = txn.finish(meta);
     Ok(Applied {
         results,
         expired,
+        released,
         changes,
     })
 }
@@ -117,8 +125,16 @@ fn apply_commands<S: LedgerRead>(
                 start = commands.len();
             }
             Some(end) if end == start => {
-                let timestamp_ns = clock.tick();
-                results.push(execute(txn, &commands[start], timestamp_ns));
+                let result = match &commands[start] {
+                    Command::Payment(command) => {
+                        CommandResult::Payment(Box::new(payment::execute(txn, command, clock)))
+                    }
+                    command => {
+                        let timestamp_ns = clock.tick();
+                        execute(txn, command, timestamp_ns)
+                    }
+                };
+                results.push(result);
                 start += 1;
             }
             Some(end) => {
@@ -137,8 +153,19 @@ fn apply_chain<S: LedgerRead>(
     chain: &[Command],
     clock: &mut EventClock,
 ) -> Vec<CommandResult> {
-    txn.begin_chain();
     let mut results = Vec::with_capacity(chain.len());
+    if chain
+        .iter()
+        .any(|command| matches!(command, Command::Payment(_)))
+    {
+        // A payment command is its own all-or-nothing scope; it cannot join a chain.
+        for command in chain {
+            clock.tick();
+            results.push(CommandResult::linked_event_failed(command));
+        }
+        return results;
+    }
+    txn.begin_chain();
     let mut failed = None;
     for command in chain {
         let timestamp_ns = clock.tick();
@@ -170,11 +197,17 @@ fn execute<S: LedgerRead>(
     timestamp_ns: u64,
 ) -> CommandResult {
     match command {
+        Command::CreateAccount(new) if is_reserved_id(new.id.0) && !new.id.is_int_max() => {
+            CommandResult::CreateAccount(Err(AccountError::IdReserved))
+        }
         Command::CreateAccount(new) => {
             CommandResult::CreateAccount(account::create(txn, new, timestamp_ns))
         }
         Command::CloseAccount(close) => {
             CommandResult::CloseAccount(account::close(txn, close, timestamp_ns))
+        }
+        Command::CreateTransfer(new) if is_reserved_id(new.id.0) && !new.id.is_int_max() => {
+            CommandResult::CreateTransfer(Err(TransferError::IdReserved))
         }
         Command::CreateTransfer(new) => {
             CommandResult::CreateTransfer(transfer::create(txn, new, timestamp_ns))
@@ -184,6 +217,9 @@ fn execute<S: LedgerRead>(
         }
         Command::CompleteIdempotent(complete) => {
             CommandResult::CompleteIdempotent(idempotency::complete(txn, complete, timestamp_ns))
+        }
+        Command::Payment(_) => {
+            unreachable!("payment commands run on their own, never through a chain")
         }
     }
 }
@@ -195,6 +231,7 @@ fn chain_hash(
     commands: &[Command],
     results: &[CommandResult],
     expired: &[TransferId],
+    released: &[OrderId],
 ) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new();
     hasher.update(previous);
@@ -203,5 +240,6 @@ fn chain_hash(
     postcard::to_io(commands, &mut hasher).expect("commands serialize");
     postcard::to_io(results, &mut hasher).expect("results serialize");
     postcard::to_io(expired, &mut hasher).expect("expired ids serialize");
+    postcard::to_io(released, &mut hasher).expect("released ids serialize");
     *hasher.finalize().as_bytes()
 }

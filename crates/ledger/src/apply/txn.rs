@@ -10,10 +10,14 @@ use crate::account::{Account, Balances};
 use crate::idempotency::{IdempotencyKey, IdempotencyRecord};
 use crate::ids::{AccountId, TransferId};
 use crate::money::Currency;
+use crate::payment::{
+    ApiKeyId, Buyer, BuyerId, CheckoutId, Merchant, MerchantId, OrderId, Payment,
+};
 use crate::store::{ChangeSet, HistoryEntry, LedgerMeta, LedgerRead};
 use crate::transfer::{Hold, HoldStatus, TransferRecord};
 use rustc_hash::FxHashMap;
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// An account touched by the batch, with its balances as they were before the batch.
 struct AccountSlot {
@@ -28,17 +32,34 @@ struct ChainUndo {
     transfers: Vec<TransferId>,
     holds: Vec<(TransferId, Option<Hold>)>,
     idempotency: Vec<(IdempotencyKey, Option<IdempotencyRecord>)>,
+    merchants: Vec<(MerchantId, Option<Merchant>)>,
+    buyers: Vec<(BuyerId, Option<Buyer>)>,
+    payments: Vec<(CheckoutId, Option<Payment>)>,
     history_len: usize,
 }
 
 pub(crate) struct Txn<'s, S: LedgerRead> {
     store: &'s S,
     accounts: FxHashMap<AccountId, AccountSlot>,
+    /// Accounts as the store holds them (the store does not change during a batch), so repeated
+    /// reads and `put_account`'s balances-before cost one store lookup per account per batch.
+    store_accounts: RefCell<FxHashMap<AccountId, Option<Account>>>,
     transfers: FxHashMap<TransferId, TransferRecord>,
     holds: FxHashMap<TransferId, Hold>,
     idempotency: FxHashMap<IdempotencyKey, IdempotencyRecord>,
+    // Payments records are few per batch next to transfers: ordered maps, no sort at the end.
+    merchants: BTreeMap<MerchantId, Merchant>,
+    buyers: BTreeMap<BuyerId, Buyer>,
+    payments: BTreeMap<CheckoutId, Payment>,
+    /// Orders of payments written in this batch. May name a payment a rolled-back chain
+    /// removed again; lookups check the payment still has the order.
+    batch_orders: BTreeMap<OrderId, CheckoutId>,
     history: Vec<HistoryEntry>,
     chain: Option<ChainUndo>,
+    /// The next event timestamp for transfers a payment command posts. A payment command posts
+    /// several transfers, each of which needs its own timestamp (history is keyed by account
+    /// and timestamp); `apply` lends its event clock here for the command's duration.
+    posting_clock_ns: Option<u64>,
 }
 
 impl<'s, S: LedgerRead> Txn<'s, S> {
@@ -47,11 +68,20 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
         Txn {
             store,
             accounts: FxHashMap::with_capacity_and_hasher(2 * commands, Default::default()),
+            store_accounts: RefCell::new(FxHashMap::with_capacity_and_hasher(
+                2 * commands,
+                Default::default(),
+            )),
             transfers: FxHashMap::with_capacity_and_hasher(commands, Default::default()),
             holds: FxHashMap::default(),
             idempotency: FxHashMap::default(),
+            merchants: BTreeMap::new(),
+            buyers: BTreeMap::new(),
+            payments: BTreeMap::new(),
+            batch_orders: BTreeMap::new(),
             history: Vec::with_capacity(2 * commands),
             chain: None,
+            posting_clock_ns: None,
         }
     }
 
@@ -62,8 +92,16 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
     pub(crate) fn account(&self, id: AccountId) -> Option<Account> {
         match self.accounts.get(&id) {
             Some(slot) => Some(slot.account.clone()),
-            None => self.store.account(id),
+            None => self.stored_account(id),
         }
+    }
+
+    fn stored_account(&self, id: AccountId) -> Option<Account> {
+        self.store_accounts
+            .borrow_mut()
+            .entry(id)
+            .or_insert_with(|| self.store.account(id))
+            .clone()
     }
 
     pub(crate) fn put_account(&mut self, account: Account) {
@@ -77,8 +115,7 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
             }
             None => {
                 let balances_before = self
-                    .store
-                    .account(id)
+                    .stored_account(id)
                     .map_or(Balances::ZERO, |stored| stored.balances);
                 if let Some(chain) = &mut self.chain {
                     chain.accounts.push((id, None));
@@ -142,6 +179,100 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
         }
     }
 
+    pub(crate) fn merchant(&self, id: &MerchantId) -> Option<Merchant> {
+        match self.merchants.get(id) {
+            Some(merchant) => Some(merchant.clone()),
+            None => self.store.merchant(id),
+        }
+    }
+
+    pub(crate) fn put_merchant(&mut self, merchant: Merchant) {
+        let previous = self.merchants.insert(merchant.id.clone(), merchant.clone());
+        if let Some(chain) = &mut self.chain {
+            chain.merchants.push((merchant.id, previous));
+        }
+    }
+
+    /// The owner of an API key id, counting keys added earlier in this batch.
+    pub(crate) fn api_key_merchant(&self, key_id: &ApiKeyId) -> Option<MerchantId> {
+        self.merchants
+            .values()
+            .find(|merchant| merchant.api_keys.iter().any(|key| &key.key_id == key_id))
+            .map(|merchant| merchant.id.clone())
+            .or_else(|| self.store.api_key_merchant(key_id))
+    }
+
+    pub(crate) fn buyer(&self, id: &BuyerId) -> Option<Buyer> {
+        match self.buyers.get(id) {
+            Some(buyer) => Some(buyer.clone()),
+            None => self.store.buyer(id),
+        }
+    }
+
+    pub(crate) fn put_buyer(&mut self, buyer: Buyer) {
+        let previous = self.buyers.insert(buyer.id.clone(), buyer.clone());
+        if let Some(chain) = &mut self.chain {
+            chain.buyers.push((buyer.id, previous));
+        }
+    }
+
+    pub(crate) fn payment(&self, id: &CheckoutId) -> Option<Payment> {
+        match self.payments.get(id) {
+            Some(payment) => Some(payment.clone()),
+            None => self.store.payment(id),
+        }
+    }
+
+    /// The payment an order belongs to, from this batch's writes or the store.
+    pub(crate) fn payment_of_order(&self, order: &OrderId) -> Option<Payment> {
+        if let Some(payment) = self
+            .batch_orders
+            .get(order)
+            .and_then(|checkout| self.payments.get(checkout))
+            .filter(|payment| payment.order(order).is_some())
+        {
+            return Some(payment.clone());
+        }
+        let checkout = self.store.order_checkout(order)?;
+        self.payment(&checkout)
+    }
+
+    pub(crate) fn put_payment(&mut self, payment: Payment) {
+        for order in &payment.orders {
+            order.assert_consistent();
+            self.batch_orders
+                .insert(order.order_id.clone(), payment.checkout_id.clone());
+        }
+        let previous = self
+            .payments
+            .insert(payment.checkout_id.clone(), payment.clone());
+        if let Some(chain) = &mut self.chain {
+            chain.payments.push((payment.checkout_id, previous));
+        }
+    }
+
+    pub(crate) fn lend_posting_clock(&mut self, next_ns: u64) {
+        assert!(self.posting_clock_ns.is_none(), "posting clock lent twice");
+        self.posting_clock_ns = Some(next_ns);
+    }
+
+    /// Returns the lent clock's next timestamp, so `apply` continues after the postings.
+    pub(crate) fn return_posting_clock(&mut self) -> u64 {
+        self.posting_clock_ns
+            .take()
+            .expect("posting clock was lent")
+    }
+
+    pub(crate) fn tick_posting_clock(&mut self) -> u64 {
+        let next_ns = self
+            .posting_clock_ns
+            .as_mut()
+            .expect("payments post only while apply lends its clock");
+        let now = *next_ns;
+        *next_ns += 1;
+        now
+    }
+
     pub(crate) fn push_history(&mut self, entry: HistoryEntry) {
         self.history.push(entry);
     }
@@ -187,6 +318,24 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
             match previous {
                 Some(record) => self.idempotency.insert(key, record),
                 None => self.idempotency.remove(&key),
+            };
+        }
+        for (id, previous) in undo.merchants.into_iter().rev() {
+            match previous {
+                Some(merchant) => self.merchants.insert(id, merchant),
+                None => self.merchants.remove(&id),
+            };
+        }
+        for (id, previous) in undo.buyers.into_iter().rev() {
+            match previous {
+                Some(buyer) => self.buyers.insert(id, buyer),
+                None => self.buyers.remove(&id),
+            };
+        }
+        for (id, previous) in undo.payments.into_iter().rev() {
+            match previous {
+                Some(payment) => self.payments.insert(id, payment),
+                None => self.payments.remove(&id),
             };
         }
         self.history.truncate(undo.history_len);
@@ -249,6 +398,21 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
         let mut idempotency: Vec<IdempotencyRecord> = self.idempotency.into_values().collect();
         idempotency.sort_unstable_by(|a, b| a.key.cmp(&b.key));
 
+        let indexes = payment_indexes(self.store, &self.payments);
+        let mut api_key_index = Vec::new();
+        for merchant in self.merchants.values() {
+            let stored = self.store.merchant(&merchant.id);
+            for key in &merchant.api_keys {
+                let known = stored
+                    .as_ref()
+                    .is_some_and(|s| s.api_keys.iter().any(|k| k.key_id == key.key_id));
+                if !known {
+                    api_key_index.push((key.key_id.clone(), merchant.id.clone()));
+                }
+            }
+        }
+        api_key_index.sort_unstable();
+
         ChangeSet {
             accounts: accounts.into_iter().map(|slot| slot.account).collect(),
             transfers,
@@ -257,9 +421,83 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
             expiry_removes,
             history: self.history,
             idempotency,
+            merchants: self.merchants.into_values().collect(),
+            buyers: self.buyers.into_values().collect(),
+            payments: self.payments.into_values().collect(),
+            api_key_index,
+            order_index: indexes.order_index,
+            merchant_payments: indexes.merchant_payments,
+            due_inserts: indexes.due_inserts,
+            due_removes: indexes.due_removes,
+            release_inserts: indexes.release_inserts,
+            release_removes: indexes.release_removes,
             meta,
         }
     }
+}
+
+#[derive(Default)]
+struct PaymentIndexes {
+    order_index: Vec<(OrderId, CheckoutId)>,
+    merchant_payments: Vec<(MerchantId, u64, CheckoutId)>,
+    due_inserts: Vec<(u64, OrderId)>,
+    due_removes: Vec<(u64, OrderId)>,
+    release_inserts: Vec<(u64, OrderId)>,
+    release_removes: Vec<(u64, OrderId)>,
+}
+
+/// The index changes that follow from the payments a batch wrote, by comparing each order's
+/// due time and release time with the stored payment's.
+fn payment_indexes<S: LedgerRead>(
+    store: &S,
+    payments: &BTreeMap<CheckoutId, Payment>,
+) -> PaymentIndexes {
+    let mut indexes = PaymentIndexes::default();
+    for (checkout, payment) in payments {
+        let stored = store.payment(checkout);
+        if stored.is_none() {
+            indexes.merchant_payments.push((
+                payment.merchant_id.clone(),
+                payment.created_at_ns,
+                checkout.clone(),
+            ));
+        }
+        for order in &payment.orders {
+            let before = stored.as_ref().and_then(|p| p.order(&order.order_id));
+            if before.is_none() {
+                indexes
+                    .order_index
+                    .push((order.order_id.clone(), checkout.clone()));
+            }
+            let due_before = before.and_then(|o| o.state.due_ns(o.created_at_ns));
+            let due_after = order.state.due_ns(order.created_at_ns);
+            if due_before != due_after {
+                if let Some(due_ns) = due_before {
+                    indexes.due_removes.push((due_ns, order.order_id.clone()));
+                }
+                if let Some(due_ns) = due_after {
+                    indexes.due_inserts.push((due_ns, order.order_id.clone()));
+                }
+            }
+            let release = |o: &crate::payment::Order| o.release_at_ns.filter(|_| !o.released);
+            let release_before = before.and_then(release);
+            let release_after = release(order);
+            if release_before != release_after {
+                if let Some(at_ns) = release_before {
+                    indexes
+                        .release_removes
+                        .push((at_ns, order.order_id.clone()));
+                }
+                if let Some(at_ns) = release_after {
+                    indexes
+                        .release_inserts
+                        .push((at_ns, order.order_id.clone()));
+                }
+            }
+        }
+    }
+    indexes.order_index.sort_unstable();
+    indexes
 }
 
 /// `total - before + after`, field by field. Totals bound every balance, so neither step can

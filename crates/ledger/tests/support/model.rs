@@ -148,7 +148,7 @@ impl Model {
             Command::CreateTransfer(new) => {
                 CommandResult::CreateTransfer(self.create_transfer(new, ts))
             }
-            Command::BeginIdempotent(_) | Command::CompleteIdempotent(_) => {
+            Command::BeginIdempotent(_) | Command::CompleteIdempotent(_) | Command::Payment(_) => {
                 unimplemented!("the model covers accounts and transfers only")
             }
         }
@@ -555,7 +555,7 @@ fn linked_failed(command: &Command) -> CommandResult {
         Command::CreateTransfer(_) => {
             CommandResult::CreateTransfer(Err(TransferError::LinkedEventFailed))
         }
-        Command::BeginIdempotent(_) | Command::CompleteIdempotent(_) => {
+        Command::BeginIdempotent(_) | Command::CompleteIdempotent(_) | Command::Payment(_) => {
             unimplemented!("the model covers accounts and transfers only")
         }
     }
@@ -572,8 +572,8 @@ fn chain_open(command: &Command) -> CommandResult {
         Command::CreateTransfer(_) => {
             CommandResult::CreateTransfer(Err(TransferError::LinkedEventChainOpen))
         }
-        Command::BeginIdempotent(_) | Command::CompleteIdempotent(_) => {
-            unreachable!("idempotency commands are never linked")
+        Command::BeginIdempotent(_) | Command::CompleteIdempotent(_) | Command::Payment(_) => {
+            unreachable!("idempotency and payment commands are never linked")
         }
     }
 }

@@ -44,6 +44,9 @@ fn family_options(cf: Cf) -> Options {
             let mut table = rocksdb::BlockBasedOptions::default();
             table.set_bloom_filter(10.0, false);
             options.set_block_based_table_factory(&table);
+            // The same for the memtable, where a miss otherwise walks the skip list.
+            options.set_memtable_prefix_bloom_ratio(0.05);
+            options.set_memtable_whole_key_filtering(true);
         }
         Cf::Raft => {}
     }

@@ -1,0 +1,247 @@
+//! The one place where the public payments protobuf types and the `tally-ledger` payment types
+//! meet: parsing with stable error codes on the way in, formatting on the way out.
+
+use super::error::ApiError;
+use std::collections::BTreeMap;
+use tally_ledger::payment::{
+    chart, Buyer, CaptureMode, FeeSchedule, Merchant, Order, OrderState, PartyStatus, Payment,
+    PaymentMethod, RefundState, RiskOutcome,
+};
+use tally_ledger::{format_amount, parse_amount, Currency, ZeroAmount};
+use tally_proto::payments as pb;
+
+/// Parses one of the ledger's string ids, naming the field in the error.
+pub fn id<T>(field: &str, text: &str) -> Result<T, ApiError>
+where
+    T: TryFrom<String, Error = tally_ledger::payment::InvalidId>,
+{
+    T::try_from(text.to_string()).map_err(|error| {
+        ApiError::invalid(
+            error.code(),
+            format!("{field}: {error} (ids are 1 to 64 of A-Z a-z 0-9 _ - . :)"),
+        )
+    })
+}
+
+pub fn currency(field: &str, text: &str) -> Result<Currency, ApiError> {
+    text.parse::<Currency>().map_err(|error| {
+        ApiError::invalid(
+            "currency_unknown",
+            format!("{field}: {error}; use an ISO 4217 code such as \"USD\""),
+        )
+    })
+}
+
+/// A positive decimal amount in `currency`, as minor units.
+pub fn amount(field: &str, text: &str, currency: Currency) -> Result<u64, ApiError> {
+    parse_amount(text, currency, ZeroAmount::Refused)
+        .map_err(|error| ApiError::invalid(error.code(), format!("{field}: {error}")))
+}
+
+pub fn method_from_pb(
+    method: Option<&pb::PaymentMethod>,
+) -> Result<Option<PaymentMethod>, ApiError> {
+    use pb::payment_method::Method;
+    match method.and_then(|m| m.method.as_ref()) {
+        None => Ok(None),
+        Some(Method::CardToken(token)) if token.is_empty() => Err(ApiError::invalid(
+            "card_token_missing",
+            "payment_method.card_token is empty: pass the PSP's token for the card",
+        )),
+        Some(Method::CardToken(token)) => Ok(Some(PaymentMethod::Card {
+            token: token.clone(),
+        })),
+        Some(Method::Wallet(_)) => Ok(Some(PaymentMethod::Wallet)),
+        Some(Method::Qr(_)) => Ok(Some(PaymentMethod::Qr)),
+    }
+}
+
+pub fn capture_from_pb(value: i32) -> Result<CaptureMode, ApiError> {
+    match pb::CaptureMethod::try_from(value) {
+        Ok(pb::CaptureMethod::Unspecified | pb::CaptureMethod::Automatic) => {
+            Ok(CaptureMode::Automatic)
+        }
+        Ok(pb::CaptureMethod::Manual) => Ok(CaptureMode::Manual),
+        Err(_) => Err(ApiError::invalid(
+            "enum_unknown",
+            format!("capture_method {value} is unknown: use AUTOMATIC or MANUAL"),
+        )),
+    }
+}
+
+fn capture_to_pb(mode: CaptureMode) -> i32 {
+    match mode {
+        CaptureMode::Automatic => pb::CaptureMethod::Automatic as i32,
+        CaptureMode::Manual => pb::CaptureMethod::Manual as i32,
+    }
+}
+
+pub fn method_name(method: Option<&PaymentMethod>) -> &'static str {
+    match method {
+        None => "",
+        Some(PaymentMethod::Card { .. }) => "card",
+        Some(PaymentMethod::Wallet) => "wallet",
+        Some(PaymentMethod::Qr) => "qr",
+    }
+}
+
+fn risk_name(outcome: RiskOutcome) -> &'static str {
+    match outcome {
+        RiskOutcome::Approve => "approve",
+        RiskOutcome::Review => "review",
+        RiskOutcome::Decline => "decline",
+    }
+}
+
+pub fn payment_to_pb(payment: &Payment) -> pb::Payment {
+    pb::Payment {
+        checkout_id: payment.checkout_id.to_string(),
+        merchant_id: payment.merchant_id.to_string(),
+        buyer_id: payment.buyer_id.to_string(),
+        status: payment.status().name().to_string(),
+        payment_method: method_name(payment.method.as_ref()).to_string(),
+        capture_method: capture_to_pb(payment.capture),
+        risk: Some(pb::RiskDecision {
+            outcome: risk_name(payment.risk.outcome).to_string(),
+            flagged: payment.risk.flagged,
+            reasons: payment.risk.reasons.clone(),
+        }),
+        orders: payment
+            .orders
+            .iter()
+            .map(|order| order_to_pb(payment, order))
+            .collect(),
+        created_at_unix_ns: payment.created_at_ns,
+        updated_at_unix_ns: payment.updated_at_ns,
+    }
+}
+
+pub fn order_to_pb(payment: &Payment, order: &Order) -> pb::PaymentOrder {
+    let money = |minor: u64| format_amount(minor, order.currency);
+    let refunded = order.refunded_minor();
+    pb::PaymentOrder {
+        order_id: order.order_id.to_string(),
+        checkout_id: payment.checkout_id.to_string(),
+        seller_id: order.seller_id.to_string(),
+        amount: money(order.amount_minor),
+        currency: order.currency.code().to_string(),
+        state: order.state.name().to_string(),
+        attempt: order.attempt,
+        psp_charge_id: order.psp_charge_id.clone().unwrap_or_default(),
+        authorized: money(order.authorized_minor),
+        captured: money(order.captured_minor),
+        fee: money(order.fee_minor),
+        refunded: money(refunded),
+        held: money(if order.released { 0 } else { order.held_minor }),
+        refunds: order
+            .refunds
+            .iter()
+            .map(|refund| pb::Refund {
+                refund_id: refund.refund_id.to_string(),
+                amount: money(refund.amount_minor),
+                state: match refund.state {
+                    RefundState::Pending => "pending",
+                    RefundState::Succeeded => "succeeded",
+                    RefundState::Failed => "failed",
+                }
+                .to_string(),
+            })
+            .collect(),
+        last_error_code: order
+            .last_error
+            .as_ref()
+            .map(|e| e.code.clone())
+            .unwrap_or_default(),
+        last_error_message: order
+            .last_error
+            .as_ref()
+            .map(|e| e.message.clone())
+            .unwrap_or_default(),
+        updated_at_unix_ns: order.updated_at_ns,
+    }
+}
+
+/// Whether an order still waits for the PSP or an executor (used by clients that poll).
+pub fn order_in_flight(order: &Order) -> bool {
+    order.state.rank() < OrderState::Authorized.rank()
+}
+
+pub fn fees_from_pb(fees: Option<&pb::FeeSchedule>) -> Result<FeeSchedule, ApiError> {
+    let Some(fees) = fees else {
+        return Ok(FeeSchedule {
+            bps: 0,
+            fixed_minor: BTreeMap::new(),
+        });
+    };
+    let mut fixed_minor = BTreeMap::new();
+    for (code, text) in &fees.fixed {
+        let currency = currency("fees.fixed", code)?;
+        let minor = parse_amount(text, currency, ZeroAmount::Allowed)
+            .map_err(|error| ApiError::invalid(error.code(), format!("fees.fixed: {error}")))?;
+        fixed_minor.insert(currency, minor);
+    }
+    Ok(FeeSchedule {
+        bps: fees.bps,
+        fixed_minor,
+    })
+}
+
+fn fees_to_pb(fees: &FeeSchedule) -> pb::FeeSchedule {
+    pb::FeeSchedule {
+        bps: fees.bps,
+        fixed: fees
+            .fixed_minor
+            .iter()
+            .map(|(currency, minor)| {
+                (
+                    currency.code().to_string(),
+                    format_amount(*minor, *currency),
+                )
+            })
+            .collect(),
+    }
+}
+
+pub fn merchant_to_pb(merchant: &Merchant) -> pb::Merchant {
+    pb::Merchant {
+        merchant_id: merchant.id.to_string(),
+        name: merchant.name.clone(),
+        status: match merchant.status {
+            PartyStatus::Active => "active",
+            PartyStatus::Disabled => "disabled",
+        }
+        .to_string(),
+        fees: Some(fees_to_pb(&merchant.fees)),
+        hold_period_s: merchant.hold_period_s,
+        api_keys: merchant
+            .api_keys
+            .iter()
+            .map(|key| pb::ApiKey {
+                key_id: key.key_id.to_string(),
+                revoked: key.revoked_at_ns.is_some(),
+                created_at_unix_ns: key.created_at_ns,
+            })
+            .collect(),
+    }
+}
+
+pub fn buyer_to_pb(buyer: &Buyer) -> pb::Buyer {
+    pb::Buyer {
+        buyer_id: buyer.id.to_string(),
+        wallet_currencies: buyer
+            .wallet_currencies
+            .iter()
+            .map(|c| c.code().to_string())
+            .collect(),
+        wallet_accounts: buyer
+            .wallet_currencies
+            .iter()
+            .map(|c| {
+                (
+                    c.code().to_string(),
+                    chart::buyer_wallet(&buyer.id, *c).0.to_string(),
+                )
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,364 @@
+//! `tally.payments.v1` over tonic: authentication from the `authorization` metadata, then the
+//! call on [`PaymentsApi`], with latency and result code recorded per route.
+
+use super::error::ApiError;
+use super::service::PaymentsApi;
+use crate::metrics::Metrics;
+use prost::Message;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+use tally_proto::payments as pb;
+use tally_proto::payments::merchants_server::{Merchants, MerchantsServer};
+use tally_proto::payments::payments_server::{Payments, PaymentsServer};
+use tonic::{Request, Response, Status};
+
+/// Largest request either public service accepts, in bytes: a checkout of 16 orders with full
+/// metadata is a few KiB.
+pub const PUBLIC_MESSAGE_BYTES_MAX: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct PaymentsGrpc {
+    api: Arc<PaymentsApi>,
+    metrics: Arc<Metrics>,
+}
+
+impl PaymentsGrpc {
+    pub fn new(api: Arc<PaymentsApi>, metrics: Arc<Metrics>) -> Self {
+        PaymentsGrpc { api, metrics }
+    }
+
+    pub fn payments_service(&self) -> PaymentsServer<Self> {
+        PaymentsServer::new(self.clone()).max_decoding_message_size(PUBLIC_MESSAGE_BYTES_MAX)
+    }
+
+    pub fn merchants_service(&self) -> MerchantsServer<Self> {
+        MerchantsServer::new(self.clone()).max_decoding_message_size(PUBLIC_MESSAGE_BYTES_MAX)
+    }
+
+    async fn call<T>(
+        &self,
+        route: &'static str,
+        work: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<Response<T>, Status> {
+        let started = Instant::now();
+        let result = work.await;
+        let code = match &result {
+            Ok(_) => "ok",
+            Err(error) => error.code.as_str(),
+        };
+        self.metrics
+            .observe_request(route, code, started.elapsed().as_secs_f64());
+        result.map(Response::new).map_err(Status::from)
+    }
+}
+
+/// The client's idempotency key of a mutating call, if it sent one.
+fn idempotency_key<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get("idempotency-key")
+        .map(|value| value.to_str().unwrap_or("\u{fffd}").to_string())
+}
+
+/// The credentials of a `Payments` call: the bearer key and, if sent, its signature.
+struct Credentials {
+    authorization: Option<String>,
+    signature: Option<String>,
+    /// `/tally%2Epayments%2Ev1%2EPayments/<Method>`: the signed path (no `.`).
+    path: String,
+}
+
+fn credentials<T>(request: &Request<T>, method: &str) -> Credentials {
+    Credentials {
+        authorization: authorization(request),
+        signature: request
+            .metadata()
+            .get("tally-signature")
+            .map(|value| value.to_str().unwrap_or("\u{fffd}").to_string()),
+        path: format!("/tally%2Epayments%2Ev1%2EPayments/{method}"),
+    }
+}
+
+impl PaymentsGrpc {
+    async fn authenticate<T: Message>(
+        &self,
+        credentials: &Credentials,
+        request: &Request<T>,
+    ) -> Result<tally_ledger::payment::MerchantId, ApiError> {
+        let body = request.get_ref().encode_to_vec();
+        self.api
+            .authenticate_signed(
+                credentials.authorization.as_deref(),
+                credentials.signature.as_deref(),
+                "POST",
+                &credentials.path,
+                &body,
+            )
+            .await
+    }
+}
+
+fn authorization<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string)
+}
+
+#[tonic::async_trait]
+impl Payments for PaymentsGrpc {
+    async fn create_payment(
+        &self,
+        request: Request<pb::CreatePaymentRequest>,
+    ) -> Result<Response<pb::Payment>, Status> {
+        let auth = credentials(&request, "CreatePayment");
+        let key = idempotency_key(&request);
+        self.call("create_payment", async {
+            let merchant = self.authenticate(&auth, &request).await?;
+            let body = request.get_ref().encode_to_vec();
+            let call = self.api.create_payment(&merchant, request.get_ref());
+            self.api
+                .idempotent(
+                    &merchant,
+                    key.as_deref(),
+                    "/tally.payments.v1.Payments/CreatePayment",
+                    &body,
+                    call,
+                )
+                .await
+        })
+        .await
+    }
+
+    async fn confirm_payment(
+        &self,
+        request: Request<pb::ConfirmPaymentRequest>,
+    ) -> Result<Response<pb::Payment>, Status> {
+        let auth = credentials(&request, "ConfirmPayment");
+        let key = idempotency_key(&request);
+        self.call("confirm_payment", async {
+            let merchant = self.authenticate(&auth, &request).await?;
+            let body = request.get_ref().encode_to_vec();
+            let call = self.api.confirm_payment(&merchant, request.get_ref());
+            self.api
+                .idempotent(
+                    &merchant,
+                    key.as_deref(),
+                    "/tally.payments.v1.Payments/ConfirmPayment",
+                    &body,
+                    call,
+                )
+                .await
+        })
+        .await
+    }
+
+    async fn get_payment(
+        &self,
+        request: Request<pb::GetPaymentRequest>,
+    ) -> Result<Response<pb::Payment>, Status> {
+        let auth = credentials(&request, "GetPayment");
+        self.call("get_payment", async {
+            let merchant = self.authenticate(&auth, &request).await?;
+            self.api
+                .get_payment(&merchant, &request.get_ref().checkout_id)
+                .await
+        })
+        .await
+    }
+
+    async fn get_payment_order(
+        &self,
+        request: Request<pb::GetPaymentOrderRequest>,
+    ) -> Result<Response<pb::PaymentOrder>, Status> {
+        let auth = credentials(&request, "GetPaymentOrder");
+        self.call("get_payment_order", async {
+            let merchant = self.authenticate(&auth, &request).await?;
+            self.api
+                .get_order(&merchant, &request.get_ref().order_id)
+                .await
+        })
+        .await
+    }
+
+    async fn list_payments(
+        &self,
+        request: Request<pb::ListPaymentsRequest>,
+    ) -> Result<Response<pb::ListPaymentsResponse>, Status> {
+        let auth = credentials(&request, "ListPayments");
+        self.call("list_payments", async {
+            let merchant = self.authenticate(&auth, &request).await?;
+            self.api.list_payments(&merchant, request.get_ref()).await
+        })
+        .await
+    }
+
+    async fn capture_payment(
+        &self,
+        request: Request<pb::CapturePaymentRequest>,
+    ) -> Result<Response<pb::Payment>, Status> {
+        let auth = credentials(&request, "CapturePayment");
+        let key = idempotency_key(&request);
+        self.call("capture_payment", async {
+            let merchant = self.authenticate(&auth, &request).await?;
+            let body = request.get_ref().encode_to_vec();
+            let call = self.api.capture(&merchant, request.get_ref());
+            self.api
+                .idempotent(
+                    &merchant,
+                    key.as_deref(),
+                    "/tally.payments.v1.Payments/CapturePayment",
+                    &body,
+                    call,
+                )
+                .await
+        })
+        .await
+    }
+
+    async fn cancel_payment(
+        &self,
+        request: Request<pb::CancelPaymentRequest>,
+    ) -> Result<Response<pb::Payment>, Status> {
+        let auth = credentials(&request, "CancelPayment");
+        let key = idempotency_key(&request);
+        self.call("cancel_payment", async {
+            let merchant = self.authenticate(&auth, &request).await?;
+            let body = request.get_ref().encode_to_vec();
+            let call = self.api.cancel(&merchant, request.get_ref());
+            self.api
+                .idempotent(
+                    &merchant,
+                    key.as_deref(),
+                    "/tally.payments.v1.Payments/CancelPayment",
+                    &body,
+                    call,
+                )
+                .await
+        })
+        .await
+    }
+
+    async fn refund_payment(
+        &self,
+        request: Request<pb::RefundPaymentRequest>,
+    ) -> Result<Response<pb::Payment>, Status> {
+        let auth = credentials(&request, "RefundPayment");
+        let key = idempotency_key(&request);
+        self.call("refund_payment", async {
+            let merchant = self.authenticate(&auth, &request).await?;
+            let body = request.get_ref().encode_to_vec();
+            let call = self.api.refund(&merchant, request.get_ref());
+            self.api
+                .idempotent(
+                    &merchant,
+                    key.as_deref(),
+                    "/tally.payments.v1.Payments/RefundPayment",
+                    &body,
+                    call,
+                )
+                .await
+        })
+        .await
+    }
+
+    async fn fulfill_order(
+        &self,
+        request: Request<pb::FulfillOrderRequest>,
+    ) -> Result<Response<pb::Payment>, Status> {
+        let auth = credentials(&request, "FulfillOrder");
+        let key = idempotency_key(&request);
+        self.call("fulfill_order", async {
+            let merchant = self.authenticate(&auth, &request).await?;
+            let body = request.get_ref().encode_to_vec();
+            let call = self.api.fulfill(&merchant, request.get_ref());
+            self.api
+                .idempotent(
+                    &merchant,
+                    key.as_deref(),
+                    "/tally.payments.v1.Payments/FulfillOrder",
+                    &body,
+                    call,
+                )
+                .await
+        })
+        .await
+    }
+}
+
+#[tonic::async_trait]
+impl Merchants for PaymentsGrpc {
+    async fn create_merchant(
+        &self,
+        request: Request<pb::CreateMerchantRequest>,
+    ) -> Result<Response<pb::Merchant>, Status> {
+        let auth = authorization(&request);
+        self.call("create_merchant", async {
+            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.create_merchant(request.get_ref()).await
+        })
+        .await
+    }
+
+    async fn get_merchant(
+        &self,
+        request: Request<pb::GetMerchantRequest>,
+    ) -> Result<Response<pb::Merchant>, Status> {
+        let auth = authorization(&request);
+        self.call("get_merchant", async {
+            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.get_merchant(&request.get_ref().merchant_id).await
+        })
+        .await
+    }
+
+    async fn update_fees(
+        &self,
+        request: Request<pb::UpdateFeesRequest>,
+    ) -> Result<Response<pb::Merchant>, Status> {
+        let auth = authorization(&request);
+        self.call("update_fees", async {
+            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.update_fees(request.get_ref()).await
+        })
+        .await
+    }
+
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
+        let auth = authorization(&request);
+        self.call("create_api_key", async {
+            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.create_api_key(request.get_ref()).await
+        })
+        .await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        request: Request<pb::RevokeApiKeyRequest>,
+    ) -> Result<Response<pb::Merchant>, Status> {
+        let auth = authorization(&request);
+        self.call("revoke_api_key", async {
+            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.revoke_api_key(request.get_ref()).await
+        })
+        .await
+    }
+
+    async fn create_buyer(
+        &self,
+        request: Request<pb::CreateBuyerRequest>,
+    ) -> Result<Response<pb::Buyer>, Status> {
+        let auth = authorization(&request);
+        self.call("create_buyer", async {
+            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.create_buyer(request.get_ref()).await
+        })
+        .await
+    }
+}

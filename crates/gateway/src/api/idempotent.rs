@@ -1,0 +1,171 @@
+//! Client idempotency keys on mutating calls (`idempotency-key` gRPC metadata, `Idempotency-Key`
+//! HTTP header), kept in the replicated ledger so every gateway sees them:
+//!
+//! - first use: the key is begun with the request's hash and a lease, the call runs, and its
+//!   answer (success or a final refusal) is stored under the key;
+//! - same key, same request: the stored answer, without running anything again;
+//! - same key, different request: refused (`idempotency_request_mismatch`);
+//! - same key while the first call still runs: ABORTED (`idempotency_in_progress`), retry later.
+//!
+//! An answer that may change on a retry (the cluster or the PSP unavailable) is not stored: the
+//! key stays begun until its lease ends, then the next retry runs the call again. Every call
+//! under a key is itself idempotent by its ids (checkout, order, refund), so a rerun is safe.
+
+use super::error::{ApiError, ErrorKind};
+use super::service::PaymentsApi;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use tally_ledger::limits::IDEMPOTENCY_KEY_BYTES_MAX;
+use tally_ledger::payment::MerchantId;
+use tally_ledger::{
+    BeginIdempotent, CompleteIdempotent, IdempotencyBegun, IdempotencyError, IdempotencyKey,
+};
+use tally_proto::payments_node_codec::{IdempotencyAnswer, IdempotencyCommand};
+
+/// Longest client key, leaving room in the ledger's key for the merchant scope.
+pub const CLIENT_IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
+
+/// What is stored under a key: the protobuf answer, or the refusal.
+#[derive(Serialize, Deserialize)]
+enum StoredAnswer {
+    Ok(Vec<u8>),
+    Refused {
+        kind: ErrorKind,
+        code: String,
+        message: String,
+    },
+}
+
+fn is_final(error: &ApiError) -> bool {
+    !matches!(
+        error.kind,
+        ErrorKind::Unavailable | ErrorKind::Aborted | ErrorKind::ResourceExhausted
+    )
+}
+
+impl PaymentsApi {
+    /// Runs `call` at most once per (`merchant`, `key`); `route` and `request` identify what was
+    /// asked, so the same key cannot be reused for something else.
+    pub async fn idempotent<T, F>(
+        &self,
+        merchant: &MerchantId,
+        key: Option<&str>,
+        route: &str,
+        request: &[u8],
+        call: F,
+    ) -> Result<T, ApiError>
+    where
+        T: prost::Message + Default,
+        F: Future<Output = Result<T, ApiError>>,
+    {
+        let Some(key) = key else {
+            return call.await;
+        };
+        if key.is_empty()
+            || key.len() > CLIENT_IDEMPOTENCY_KEY_BYTES_MAX
+            || !key.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ApiError::invalid(
+                "idempotency_key_invalid",
+                format!("an idempotency key is 1 to {CLIENT_IDEMPOTENCY_KEY_BYTES_MAX} printable ASCII characters"),
+            ));
+        }
+        let scoped = format!("{merchant}/{key}");
+        debug_assert!(scoped.len() <= IDEMPOTENCY_KEY_BYTES_MAX);
+        let scoped = IdempotencyKey::new(scoped)
+            .map_err(|error| ApiError::invalid("idempotency_key_invalid", error.to_string()))?;
+        let request_hash = crate::idempotency_hash::request_hash("POST", route, request);
+        let begun = self
+            .idempotency(IdempotencyCommand::Begin(BeginIdempotent {
+                key: scoped.clone(),
+                request_hash,
+                lease_ms: self.idempotency_lease_ms(),
+            }))
+            .await?;
+        let attempt = match begun {
+            IdempotencyAnswer::Begun(IdempotencyBegun::Started { attempt, .. }) => attempt,
+            IdempotencyAnswer::Begun(IdempotencyBegun::Completed { response }) => {
+                return replay(&response)
+            }
+            IdempotencyAnswer::Completed(_) => return Err(ledger_confused()),
+        };
+        let result = call.await;
+        let stored = match &result {
+            Ok(answer) => StoredAnswer::Ok(answer.encode_to_vec()),
+            Err(error) if is_final(error) => StoredAnswer::Refused {
+                kind: error.kind,
+                code: error.code.clone(),
+                message: error.message.clone(),
+            },
+            Err(_) => return result,
+        };
+        let response = postcard::to_allocvec(&stored).map_err(|_| ledger_confused())?;
+        let completed = self
+            .idempotency(IdempotencyCommand::Complete(CompleteIdempotent {
+                key: scoped,
+                request_hash,
+                attempt,
+                response,
+            }))
+            .await;
+        if let Err(error) = completed {
+            // The call's effect stands (and is idempotent by its ids); only the stored answer
+            // is missing, so a retry reruns it once the lease ends.
+            tracing::warn!(code = %error.code, "idempotency key not completed");
+        }
+        result
+    }
+
+    async fn idempotency(
+        &self,
+        command: IdempotencyCommand,
+    ) -> Result<IdempotencyAnswer, ApiError> {
+        let results = self.ledger().execute_idempotency(&[command]).await?;
+        match results.into_iter().next() {
+            Some(Ok(answer)) => Ok(answer),
+            Some(Err(error)) => Err(idempotency_error(&error)),
+            None => Err(ledger_confused()),
+        }
+    }
+}
+
+fn replay<T: prost::Message + Default>(response: &[u8]) -> Result<T, ApiError> {
+    match postcard::from_bytes::<StoredAnswer>(response) {
+        Ok(StoredAnswer::Ok(bytes)) => T::decode(bytes.as_slice()).map_err(|_| ledger_confused()),
+        Ok(StoredAnswer::Refused {
+            kind,
+            code,
+            message,
+        }) => Err(ApiError::new(kind, &code, message)),
+        Err(_) => Err(ledger_confused()),
+    }
+}
+
+fn idempotency_error(error: &IdempotencyError) -> ApiError {
+    let kind = match error {
+        IdempotencyError::RequestMismatch => ErrorKind::InvalidArgument,
+        IdempotencyError::InProgress { .. } | IdempotencyError::LeaseLost { .. } => {
+            ErrorKind::Aborted
+        }
+        _ => ErrorKind::Unavailable,
+    };
+    let message = match error {
+        IdempotencyError::RequestMismatch => {
+            "this idempotency key was used for a different request; a new request needs a new key"
+                .to_string()
+        }
+        IdempotencyError::InProgress { .. } => {
+            "a request with this idempotency key is still running; retry it later".to_string()
+        }
+        other => other.to_string(),
+    };
+    ApiError::new(kind, error.code(), message)
+}
+
+fn ledger_confused() -> ApiError {
+    ApiError::new(
+        ErrorKind::Unavailable,
+        "unexpected_answer",
+        "the ledger's idempotency record could not be read (mixed versions?); retry later",
+    )
+}

@@ -1,0 +1,14 @@
+//! The public payments API: [`PaymentsApi`] does the work, [`grpc`] serves it as
+//! `tally.payments.v1` over tonic and [`facade`] as JSON over axum. Proto and domain types meet
+//! only in [`convert`].
+
+pub mod convert;
+pub mod error;
+pub mod facade;
+pub mod grpc;
+mod idempotent;
+mod service;
+
+pub use error::{ApiError, ErrorKind, RETRY_AFTER_MS_METADATA};
+pub use idempotent::CLIENT_IDEMPOTENCY_KEY_BYTES_MAX;
+pub use service::{ApiConfig, PaymentsApi, LIST_PAGE_SIZE_DEFAULT, METADATA_ENTRIES_MAX};

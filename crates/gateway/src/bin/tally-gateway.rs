@@ -1,0 +1,244 @@
+//! `tally-gateway`: the stateless payments tier. Run any number of copies against one
+//! `tally-node` cluster; each serves the public API and executes due orders.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use tally_gateway::api::ApiConfig;
+use tally_gateway::executor::{Clock, ExecutorConfig};
+use tally_gateway::server::{serve, GatewaySettings};
+use tally_gateway::{Backoff, FallbackLimits, RateLimitConfig, RiskRules, Secret, VelocityRules};
+use tally_ledger::payment::PspName;
+use tally_ledger::{parse_amount, Currency, ZeroAmount};
+use tally_proto::client::LedgerClient;
+
+#[derive(Parser, Debug)]
+#[command(name = "tally-gateway", version, about = "Tally's payments gateway")]
+struct Args {
+    /// Client API addresses of the cluster's nodes, comma-separated.
+    #[arg(
+        long,
+        env = "TALLY_NODES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7100"
+    )]
+    nodes: Vec<String>,
+    /// Public gRPC (`tally.payments.v1`, health, reflection).
+    #[arg(long, env = "TALLY_GATEWAY_GRPC", default_value = "127.0.0.1:7200")]
+    grpc_listen: String,
+    /// HTTP: JSON facade, PSP webhooks, /healthz, /readyz, /metrics.
+    #[arg(long, env = "TALLY_GATEWAY_HTTP", default_value = "127.0.0.1:7280")]
+    http_listen: String,
+    /// Base URL of the PSP (the simulator speaks the same API).
+    #[arg(long, env = "TALLY_PSP_URL", default_value = "http://127.0.0.1:7300")]
+    psp_url: String,
+    /// Name of the PSP in the ledger's chart of accounts.
+    #[arg(long, env = "TALLY_PSP_NAME", default_value = "sim")]
+    psp_name: String,
+    /// Secret the PSP signs its webhooks with.
+    #[arg(
+        long,
+        env = "TALLY_PSP_WEBHOOK_SECRET",
+        default_value = "dev-webhook-secret"
+    )]
+    psp_webhook_secret: String,
+    #[arg(long, env = "TALLY_PSP_TIMEOUT_MS", default_value_t = 10_000)]
+    psp_timeout_ms: u64,
+    /// Bearer token of the merchants (operator) API; unset disables that API.
+    #[arg(long, env = "TALLY_ADMIN_TOKEN")]
+    admin_token: Option<String>,
+    /// Requests a merchant may burst, then `--rate-limit-per-s` sustained.
+    #[arg(long, default_value_t = 1_000)]
+    rate_limit_burst: u32,
+    #[arg(long, default_value_t = 500)]
+    rate_limit_per_s: u32,
+    /// Largest single payment, as `CUR=amount` (repeatable); unlisted currencies get 1000000.
+    #[arg(long = "risk-amount-max", value_name = "CUR=AMOUNT")]
+    risk_amount_max: Vec<String>,
+    #[arg(long, default_value_t = 60_000)]
+    risk_velocity_window_ms: u64,
+    /// Payments per buyer within the window before review.
+    #[arg(long, default_value_t = 30)]
+    risk_velocity_buyer_max: u32,
+    /// Payments per card token within the window before review.
+    #[arg(long, default_value_t = 30)]
+    risk_velocity_token_max: u32,
+    #[arg(long = "risk-block-buyer")]
+    risk_block_buyer: Vec<String>,
+    #[arg(long = "risk-block-token")]
+    risk_block_token: Vec<String>,
+    /// Payments up to this (`CUR=amount`, repeatable) go ahead flagged when risk is down.
+    #[arg(long = "risk-fallback-max", value_name = "CUR=AMOUNT")]
+    risk_fallback_max: Vec<String>,
+    /// Refuse payment requests without a `tally-signature` HMAC (keyed by the API key).
+    #[arg(long, env = "TALLY_REQUIRE_SIGNATURES")]
+    require_signatures: bool,
+    /// Serve the API only; execute no orders.
+    #[arg(long)]
+    no_executor: bool,
+    #[arg(long, default_value_t = 30_000)]
+    lease_ms: u64,
+    #[arg(long, default_value_t = 100)]
+    idle_poll_ms: u64,
+    #[arg(long, default_value_t = 200)]
+    retry_base_ms: u64,
+    #[arg(long, default_value_t = 60_000)]
+    retry_max_ms: u64,
+    #[arg(long, default_value_t = 8)]
+    retry_attempts_max: u32,
+    /// text or json.
+    #[arg(long, env = "TALLY_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+fn amounts_by_currency(flag: &str, given: &[String]) -> Result<BTreeMap<String, u64>> {
+    let mut out = BTreeMap::new();
+    for entry in given {
+        let Some((code, amount)) = entry.split_once('=') else {
+            bail!("--{flag} {entry:?}: write CUR=AMOUNT, e.g. USD=5000.00");
+        };
+        let currency: Currency = code
+            .parse()
+            .with_context(|| format!("--{flag} {entry:?}"))?;
+        let minor = parse_amount(amount, currency, ZeroAmount::Refused)
+            .with_context(|| format!("--{flag} {entry:?}"))?;
+        out.insert(currency.code().to_string(), minor);
+    }
+    Ok(out)
+}
+
+fn settings(args: &Args) -> Result<GatewaySettings> {
+    let mut amount_max = amounts_by_currency("risk-amount-max", &args.risk_amount_max)?;
+    for currency in Currency::ALL {
+        let default_minor = 1_000_000u64 * 10u64.pow(currency.exponent());
+        amount_max
+            .entry(currency.code().to_string())
+            .or_insert(default_minor);
+    }
+    let executor = if args.no_executor {
+        None
+    } else {
+        let mut config = ExecutorConfig::new(Backoff::new(
+            args.retry_base_ms,
+            args.retry_max_ms,
+            args.retry_attempts_max,
+        )?);
+        config.lease_ms = args.lease_ms;
+        config.idle_poll_ms = args.idle_poll_ms;
+        config.psp_call_timeout_ms = args.psp_timeout_ms;
+        Some(config)
+    };
+    Ok(GatewaySettings {
+        api: ApiConfig {
+            psp_name: PspName::new(args.psp_name.clone()).context("--psp-name")?,
+            admin_token: args.admin_token.clone().map(Secret::new),
+            risk_fallback: FallbackLimits {
+                proceed_amount_minor_max_by_currency: amounts_by_currency(
+                    "risk-fallback-max",
+                    &args.risk_fallback_max,
+                )?,
+            },
+            psp_call_timeout_ms: args.psp_timeout_ms,
+            // Covers the slowest call: a capture or refund waiting its whole PSP deadline.
+            idempotency_lease_ms: args.psp_timeout_ms.saturating_mul(3).max(1_000),
+            require_signatures: args.require_signatures,
+        },
+        rate_limit: RateLimitConfig {
+            burst_requests_max: args.rate_limit_burst,
+            refill_requests_per_s: args.rate_limit_per_s,
+            merchants_max: 100_000,
+        },
+        risk: RiskRules {
+            amount_minor_max_by_currency: amount_max,
+            orders_per_payment_max: 16,
+            velocity: VelocityRules {
+                window_ms: args.risk_velocity_window_ms,
+                buyer_payments_max: args.risk_velocity_buyer_max,
+                payment_token_payments_max: args.risk_velocity_token_max,
+                keys_max: 100_000,
+            },
+            blocked_buyer_ids: args
+                .risk_block_buyer
+                .iter()
+                .cloned()
+                .collect::<BTreeSet<_>>(),
+            blocked_payment_tokens: args
+                .risk_block_token
+                .iter()
+                .cloned()
+                .collect::<BTreeSet<_>>(),
+        },
+        executor,
+        seed: None,
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let builder = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    );
+    match args.log_format.as_str() {
+        "text" => builder.init(),
+        "json" => builder.json().init(),
+        other => bail!("unknown log format {other:?}: use text or json"),
+    }
+    let settings = settings(&args)?;
+    let ledger = LedgerClient::connect(args.nodes.clone())
+        .await
+        .with_context(|| format!("connecting to the cluster at {:?}", args.nodes))?;
+    let psp = Arc::new(tally_psp::SimPsp::new(tally_psp::SimPspConfig {
+        base_url: args.psp_url.clone(),
+        timeout_ms: args.psp_timeout_ms,
+        webhook_secret: args.psp_webhook_secret.clone().into_bytes(),
+    }));
+    let grpc_listener = tokio::net::TcpListener::bind(&args.grpc_listen)
+        .await
+        .with_context(|| format!("binding gRPC address {}", args.grpc_listen))?;
+    let http_listener = tokio::net::TcpListener::bind(&args.http_listen)
+        .await
+        .with_context(|| format!("binding HTTP address {}", args.http_listen))?;
+    let clock: Clock = Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    });
+    tracing::info!(grpc = %args.grpc_listen, http = %args.http_listen, psp = %args.psp_url, nodes = ?args.nodes, executor = !args.no_executor, "gateway started");
+    serve(
+        settings,
+        ledger,
+        psp,
+        clock,
+        grpc_listener,
+        http_listener,
+        shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}

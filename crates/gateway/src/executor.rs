@@ -1,0 +1,371 @@
+//! The PSP executor and sweeper: turns orders the ledger says are due into PSP calls, and PSP
+//! answers into ledger commands.
+//!
+//! Exactly once, hop by hop: an order is claimed with a lease in the replicated state before any
+//! PSP call, so two gateways never execute it at once, and a dead gateway's lease runs out so
+//! another takes over. Every charge carries the order id as the PSP idempotency key, so a retry
+//! can never charge twice; an attempt after the first asks the PSP for the charge's status before
+//! charging again (the previous response may have been lost after the PSP charged). Retryable
+//! errors schedule the next attempt with exponential backoff and full jitter, bounded in count;
+//! terminal ones fail the order. Orders pending at the PSP (3-D Secure, QR) are settled by
+//! webhook, or by the status check this sweeper runs when their check time comes.
+
+use crate::backoff::Backoff;
+use crate::metrics::Metrics;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tally_ledger::limits::NANOS_PER_MILLISECOND;
+use tally_ledger::payment::{
+    CaptureMode, ChargeOutcome, Order, OrderId, OrderState, Payment, PaymentCommand, PaymentMethod,
+    PaymentOutcome, PaymentQuery, PaymentQueryResult,
+};
+use tally_proto::client::{ClientError, LedgerClient};
+use tally_psp::{Charge, ChargeRequest, ChargeStatus, ErrorKind, Psp, PspError};
+
+/// Settings of one executor. Every wait and batch is bounded.
+#[derive(Clone, Debug)]
+pub struct ExecutorConfig {
+    /// How long a claim keeps other executors off an order; a PSP call must fit in it.
+    pub lease_ms: u64,
+    /// Pause between sweeps when there was nothing to do.
+    pub idle_poll_ms: u64,
+    /// Orders taken per sweep.
+    pub orders_per_sweep_max: u32,
+    /// Deadline of one PSP call, on top of the adapter's own.
+    pub psp_call_timeout_ms: u64,
+    pub retry: Backoff,
+}
+
+impl ExecutorConfig {
+    pub fn new(retry: Backoff) -> Self {
+        ExecutorConfig {
+            lease_ms: 30_000,
+            idle_poll_ms: 100,
+            orders_per_sweep_max: 64,
+            psp_call_timeout_ms: 10_000,
+            retry,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    #[error("ledger unreachable: {0}")]
+    Ledger(#[from] ClientError),
+    #[error("the ledger answered a query with the wrong kind of result")]
+    UnexpectedAnswer,
+}
+
+/// Wall-clock time in Unix nanoseconds. Injected so simulations can drive it.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// What one sweep did, for logs, metrics and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub orders_due: usize,
+    /// PSP outcomes recorded, by kind (`captured`, `authorized`, `pending`, `declined`,
+    /// `retry_scheduled`, `exhausted`).
+    pub outcomes: BTreeMap<&'static str, u64>,
+    /// Orders another executor held, or that moved on before this one got to them.
+    pub skipped: u64,
+}
+
+pub struct Executor {
+    ledger: LedgerClient,
+    psp: Arc<dyn Psp>,
+    config: ExecutorConfig,
+    clock: Clock,
+    rng: Mutex<StdRng>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Executor {
+    pub fn new(
+        ledger: LedgerClient,
+        psp: Arc<dyn Psp>,
+        config: ExecutorConfig,
+        clock: Clock,
+        seed: u64,
+    ) -> Self {
+        Executor {
+            ledger,
+            psp,
+            config,
+            clock,
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            metrics: None,
+        }
+    }
+
+    /// Counts every recorded PSP outcome in `metrics` (retries as `retry_scheduled`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Sweeps until `shutdown` resolves; a failed sweep (ledger unreachable) is logged and the
+    /// next one retries after the idle pause.
+    pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let pause_ms = match self.sweep().await {
+                Ok(report) if report.orders_due > 0 => 0,
+                Ok(_) => self.config.idle_poll_ms,
+                Err(error) => {
+                    tracing::warn!(%error, "executor sweep failed");
+                    self.config.idle_poll_ms
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(Duration::from_millis(pause_ms)) => {}
+            }
+        }
+    }
+
+    /// Works every order due now, once.
+    pub async fn sweep(&self) -> Result<SweepReport, ExecutorError> {
+        let now_ns = (self.clock)();
+        let due = match self
+            .ledger
+            .query_payments(&PaymentQuery::OrdersDue {
+                up_to_ns: now_ns,
+                limit: self.config.orders_per_sweep_max,
+            })
+            .await?
+        {
+            PaymentQueryResult::OrdersDue(due) => due,
+            _ => return Err(ExecutorError::UnexpectedAnswer),
+        };
+        let mut report = SweepReport {
+            orders_due: due.len(),
+            ..SweepReport::default()
+        };
+        for (_, order_id) in due {
+            match self.work(&order_id).await? {
+                Some(kind) => *report.outcomes.entry(kind).or_default() += 1,
+                None => report.skipped += 1,
+            }
+        }
+        if let Some(metrics) = &self.metrics {
+            for (kind, count) in &report.outcomes {
+                metrics.count_outcome(kind, *count);
+            }
+        }
+        Ok(report)
+    }
+
+    async fn payment_of(&self, order_id: &OrderId) -> Result<Option<Payment>, ExecutorError> {
+        match self
+            .ledger
+            .query_payments(&PaymentQuery::PaymentOfOrder {
+                order_id: order_id.clone(),
+            })
+            .await?
+        {
+            PaymentQueryResult::Payment(payment) => Ok(payment),
+            _ => Err(ExecutorError::UnexpectedAnswer),
+        }
+    }
+
+    /// One order: a status check if it is pending at the PSP, else claim and execute.
+    async fn work(&self, order_id: &OrderId) -> Result<Option<&'static str>, ExecutorError> {
+        let Some(payment) = self.payment_of(order_id).await? else {
+            return Ok(None);
+        };
+        let Some(order) = payment.order(order_id) else {
+            return Ok(None);
+        };
+        if let OrderState::Pending { .. } = order.state {
+            let outcome = match self.status(order_id).await {
+                Ok(Some(charge)) => outcome_of(&charge),
+                // The PSP accepted it, so it knows it; an empty answer is a PSP fault: ask again.
+                Ok(None) => ChargeOutcome::Pending {
+                    psp_charge_id: order.psp_charge_id.clone().unwrap_or_default(),
+                },
+                Err(_) => ChargeOutcome::Pending {
+                    psp_charge_id: order.psp_charge_id.clone().unwrap_or_default(),
+                },
+            };
+            return self.record(order_id, outcome).await;
+        }
+        let claim = self
+            .ledger
+            .execute_payments(&[PaymentCommand::ClaimOrder {
+                order_id: order_id.clone(),
+                lease_ms: self.config.lease_ms,
+            }])
+            .await?;
+        let (attempt, payment) = match claim.into_iter().next() {
+            Some(Ok(PaymentOutcome::Claimed {
+                attempt, payment, ..
+            })) => (attempt, payment),
+            // Someone else holds it, or it moved on: nothing to do here.
+            Some(Ok(_)) | Some(Err(_)) | None => return Ok(None),
+        };
+        let order = payment
+            .order(order_id)
+            .expect("a claimed order is in its payment")
+            .clone();
+        let outcome = self.attempt(&payment, &order, attempt).await;
+        self.record(order_id, outcome).await
+    }
+
+    async fn attempt(&self, payment: &Payment, order: &Order, attempt: u64) -> ChargeOutcome {
+        if attempt > 1 {
+            // A previous attempt may have charged and lost the answer: ask before charging.
+            match self.status(&order.order_id).await {
+                Ok(Some(charge)) => return outcome_of(&charge),
+                Ok(None) => {}
+                Err(error) => return self.retry_or_give_up(attempt, &error),
+            }
+        }
+        let method = match &payment.method {
+            Some(PaymentMethod::Card { token }) => tally_psp::PaymentMethod::Card {
+                token: token.clone(),
+            },
+            Some(PaymentMethod::Qr) => tally_psp::PaymentMethod::Qr,
+            // The ledger refuses to hand out claims on intents and wallet orders.
+            Some(PaymentMethod::Wallet) | None => {
+                return ChargeOutcome::Declined {
+                    code: "method_not_executable".to_string(),
+                    message: "this order has no PSP payment method".to_string(),
+                }
+            }
+        };
+        let request = ChargeRequest {
+            idempotency_key: order.order_id.to_string(),
+            amount_minor: order.amount_minor,
+            currency: order.currency.code().to_string(),
+            method,
+            capture: payment.capture == CaptureMode::Automatic,
+            return_url: None,
+            metadata: BTreeMap::from([
+                ("checkout_id".to_string(), payment.checkout_id.to_string()),
+                ("seller_id".to_string(), order.seller_id.to_string()),
+            ]),
+        };
+        let timeout = Duration::from_millis(self.config.psp_call_timeout_ms);
+        match tokio::time::timeout(timeout, self.psp.charge(request)).await {
+            Ok(Ok(charge)) => outcome_of(&charge),
+            Ok(Err(error)) if error.kind == ErrorKind::Terminal => ChargeOutcome::Declined {
+                code: error.code.clone(),
+                message: error.message.clone(),
+            },
+            Ok(Err(error)) => self.retry_or_give_up(attempt, &error),
+            Err(_) => self.retry_or_give_up(
+                attempt,
+                &PspError {
+                    kind: ErrorKind::Retryable,
+                    code: "timeout".to_string(),
+                    message: format!("no PSP answer within {} ms", timeout.as_millis()),
+                },
+            ),
+        }
+    }
+
+    async fn status(&self, order_id: &OrderId) -> Result<Option<Charge>, PspError> {
+        let timeout = Duration::from_millis(self.config.psp_call_timeout_ms);
+        match tokio::time::timeout(timeout, self.psp.charge_status(order_id.as_str())).await {
+            Ok(answer) => answer,
+            Err(_) => Err(PspError {
+                kind: ErrorKind::Retryable,
+                code: "timeout".to_string(),
+                message: format!("no PSP answer within {} ms", timeout.as_millis()),
+            }),
+        }
+    }
+
+    /// The next attempt's schedule, or the end of retries. `attempt` counts from 1.
+    fn retry_or_give_up(&self, attempt: u64, error: &PspError) -> ChargeOutcome {
+        let retry_index = u32::try_from(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        let delay_ms = {
+            let mut rng = self
+                .rng
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.config.retry.delay_ms(retry_index, &mut *rng)
+        };
+        match delay_ms {
+            Some(delay_ms) => ChargeOutcome::Retryable {
+                attempt,
+                code: error.code.clone(),
+                message: error.message.clone(),
+                retry_at_ns: (self.clock)() + delay_ms * NANOS_PER_MILLISECOND,
+            },
+            None => ChargeOutcome::Exhausted {
+                code: "retries_exhausted".to_string(),
+                message: format!(
+                    "gave up after {attempt} attempts; last error {}: {}",
+                    error.code, error.message
+                ),
+            },
+        }
+    }
+
+    async fn record(
+        &self,
+        order_id: &OrderId,
+        outcome: ChargeOutcome,
+    ) -> Result<Option<&'static str>, ExecutorError> {
+        let kind = outcome_kind(&outcome);
+        let results = self
+            .ledger
+            .execute_payments(&[PaymentCommand::RecordChargeOutcome {
+                order_id: order_id.clone(),
+                outcome,
+            }])
+            .await?;
+        match results.into_iter().next() {
+            Some(Ok(_)) => Ok(Some(kind)),
+            Some(Err(error)) => {
+                // The outcome is the PSP's truth; a refusal here needs an operator.
+                tracing::error!(order = %order_id, code = error.code(), %error, "ledger refused a PSP outcome");
+                Ok(None)
+            }
+            None => Err(ExecutorError::UnexpectedAnswer),
+        }
+    }
+}
+
+/// What the ledger should record for a charge as the PSP reports it.
+pub fn outcome_of(charge: &Charge) -> ChargeOutcome {
+    let psp_charge_id = charge.charge_id.clone();
+    match &charge.status {
+        ChargeStatus::Captured => ChargeOutcome::Captured {
+            psp_charge_id,
+            amount_minor: if charge.captured_minor > 0 {
+                charge.captured_minor
+            } else {
+                charge.amount_minor
+            },
+        },
+        ChargeStatus::Authorized => ChargeOutcome::Authorized {
+            psp_charge_id,
+            amount_minor: charge.amount_minor,
+        },
+        ChargeStatus::Pending { .. } => ChargeOutcome::Pending { psp_charge_id },
+        ChargeStatus::Declined { code, message } => ChargeOutcome::Declined {
+            code: code.clone(),
+            message: message.clone(),
+        },
+        ChargeStatus::Canceled => ChargeOutcome::Declined {
+            code: "canceled_at_psp".to_string(),
+            message: "the PSP reports the charge canceled".to_string(),
+        },
+    }
+}
+
+fn outcome_kind(outcome: &ChargeOutcome) -> &'static str {
+    match outcome {
+        ChargeOutcome::Pending { .. } => "pending",
+        ChargeOutcome::Authorized { .. } => "authorized",
+        ChargeOutcome::Captured { .. } => "captured",
+        ChargeOutcome::Declined { .. } => "declined",
+        ChargeOutcome::Retryable { .. } => "retry_scheduled",
+        ChargeOutcome::Exhausted { .. } => "exhausted",
+    }
+}

@@ -1,0 +1,144 @@
+//! The gateway's Prometheus metrics: request latency by route, PSP outcomes by kind, retries.
+//! One registry per gateway process, rendered in the text exposition format at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::Mutex;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteOnly {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub kind: String,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub requests: Family<RouteLabels, Counter>,
+    pub request_seconds: Family<RouteOnly, Histogram>,
+    pub psp_outcomes: Family<OutcomeLabels, Counter>,
+    pub webhooks: Family<OutcomeLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tally_gateway");
+        let requests = Family::<RouteLabels, Counter>::default();
+        // 0.5 ms to about 8 s: loopback calls up to PSP timeouts.
+        let request_seconds = Family::<RouteOnly, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_5, 2.0, 15))
+        });
+        let psp_outcomes = Family::<OutcomeLabels, Counter>::default();
+        let webhooks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests by route and result code",
+            requests.clone(),
+        );
+        registry.register(
+            "request_seconds",
+            "Request latency by route",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "psp_outcomes",
+            "PSP outcomes recorded by the executor, by kind (captured, declined, retry_scheduled...)",
+            psp_outcomes.clone(),
+        );
+        registry.register(
+            "webhooks",
+            "PSP webhooks received, by result",
+            webhooks.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            request_seconds,
+            psp_outcomes,
+            webhooks,
+        }
+    }
+
+    pub fn observe_request(&self, route: &str, code: &str, seconds: f64) {
+        self.requests
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+                code: code.to_string(),
+            })
+            .inc();
+        self.request_seconds
+            .get_or_create(&RouteOnly {
+                route: route.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn count_outcome(&self, kind: &str, count: u64) {
+        self.psp_outcomes
+            .get_or_create(&OutcomeLabels {
+                kind: kind.to_string(),
+            })
+            .inc_by(count);
+    }
+
+    pub fn count_webhook(&self, result: &str) {
+        self.webhooks
+            .get_or_create(&OutcomeLabels {
+                kind: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        // Writing into a String cannot fail.
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+            .expect("metrics encode into a string");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_metrics_carry_what_was_counted() {
+        let metrics = Metrics::new();
+        metrics.observe_request("create_payment", "ok", 0.002);
+        metrics.count_outcome("captured", 3);
+        let text = metrics.render();
+        assert!(
+            text.contains("tally_gateway_requests_total{route=\"create_payment\",code=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tally_gateway_psp_outcomes_total{kind=\"captured\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tally_gateway_request_seconds_bucket"),
+            "{text}"
+        );
+    }
+}

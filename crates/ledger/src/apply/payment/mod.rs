@@ -1,0 +1,138 @@
+//! Applying payment commands. Each command runs inside its own all-or-nothing scope (the
+//! overlay's chain), so a command that fails half-way (a ledger transfer refused after the
+//! payment record changed) leaves nothing behind.
+
+mod checkout;
+mod execution;
+mod parties;
+mod postings;
+mod refund;
+
+use super::txn::Txn;
+use super::EventClock;
+use crate::payment::{OrderId, Payment, PaymentCommand, PaymentError, PaymentOutcome};
+use crate::store::LedgerRead;
+
+pub(super) use postings::release_due_holds;
+
+/// Runs one payment command at the clock's next timestamp; the transfers it posts take the
+/// timestamps after it.
+pub(super) fn execute<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    command: &PaymentCommand,
+    clock: &mut EventClock,
+) -> Result<PaymentOutcome, PaymentError> {
+    let timestamp_ns = clock.tick();
+    txn.begin_chain();
+    txn.lend_posting_clock(clock.next_ns);
+    let result = dispatch(txn, command, timestamp_ns);
+    // Timestamps stay used even if the command rolls back: they only need to be unique.
+    clock.next_ns = txn.return_posting_clock();
+    if result.is_ok() {
+        txn.commit_chain();
+    } else {
+        txn.rollback_chain();
+    }
+    result
+}
+
+fn dispatch<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    command: &PaymentCommand,
+    now_ns: u64,
+) -> Result<PaymentOutcome, PaymentError> {
+    match command {
+        PaymentCommand::CreateMerchant(new) => parties::create_merchant(txn, new, now_ns),
+        PaymentCommand::UpdateMerchantFees {
+            merchant_id,
+            fees,
+            hold_period_s,
+        } => parties::update_fees(txn, merchant_id, fees, *hold_period_s, now_ns),
+        PaymentCommand::AddApiKey {
+            merchant_id,
+            key_id,
+            secret_hash,
+        } => parties::add_api_key(txn, merchant_id, key_id, secret_hash, now_ns),
+        PaymentCommand::RevokeApiKey {
+            merchant_id,
+            key_id,
+        } => parties::revoke_api_key(txn, merchant_id, key_id, now_ns),
+        PaymentCommand::CreateBuyer(new) => parties::create_buyer(txn, new, now_ns),
+        PaymentCommand::CreatePayment(new) => checkout::create(txn, new, now_ns),
+        PaymentCommand::ConfirmPayment {
+            checkout_id,
+            method,
+        } => checkout::confirm(txn, checkout_id, method, now_ns),
+        PaymentCommand::ClaimOrder { order_id, lease_ms } => {
+            execution::claim(txn, order_id, *lease_ms, now_ns)
+        }
+        PaymentCommand::RecordChargeOutcome { order_id, outcome } => {
+            execution::record_outcome(txn, order_id, outcome, now_ns)
+        }
+        PaymentCommand::RecordCapture {
+            order_id,
+            amount_minor,
+        } => execution::record_capture(txn, order_id, *amount_minor, now_ns),
+        PaymentCommand::CancelOrder { order_id } => execution::cancel(txn, order_id, now_ns),
+        PaymentCommand::BeginRefund {
+            order_id,
+            refund_id,
+            amount_minor,
+        } => refund::begin(txn, order_id, refund_id, *amount_minor, now_ns),
+        PaymentCommand::CompleteRefund {
+            order_id,
+            refund_id,
+            succeeded,
+        } => refund::complete(txn, order_id, refund_id, *succeeded, now_ns),
+        PaymentCommand::FulfillOrder { order_id } => postings::fulfill(txn, order_id, now_ns),
+    }
+}
+
+/// The payment holding `order_id`, or `order_not_found`.
+fn payment_of<S: LedgerRead>(
+    txn: &Txn<'_, S>,
+    order_id: &OrderId,
+) -> Result<Payment, PaymentError> {
+    txn.payment_of_order(order_id)
+        .ok_or_else(|| PaymentError::OrderNotFound {
+            order: order_id.to_string(),
+        })
+}
+
+fn unchanged(payment: Payment) -> Result<PaymentOutcome, PaymentError> {
+    Ok(PaymentOutcome::Payment {
+        payment,
+        changed: false,
+    })
+}
+
+/// Writes `payment` (stamped `now_ns`) and answers with it.
+fn changed<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    mut payment: Payment,
+    now_ns: u64,
+) -> Result<PaymentOutcome, PaymentError> {
+    payment.updated_at_ns = now_ns;
+    txn.put_payment(payment.clone());
+    Ok(PaymentOutcome::Payment {
+        payment,
+        changed: true,
+    })
+}
+
+fn invalid_transition(order: &OrderId, state: &str, action: &str) -> PaymentError {
+    PaymentError::InvalidTransition {
+        order: order.to_string(),
+        state: state.to_string(),
+        action: action.to_string(),
+    }
+}
+
+fn check_text(field: &str, value: &str, bytes_max: usize) -> Result<(), PaymentError> {
+    if value.len() > bytes_max {
+        return Err(PaymentError::FieldTooLong {
+            field: field.to_string(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! Refunds, in two steps around the PSP call: `begin` holds the seller's funds (and the fee share
+//! the platform gives back) with pending transfers, so that money is there when the PSP confirms;
+//! `complete` posts the holds on success or voids them on failure. Partial refunds add up and
+//! never exceed what was captured.
+
+use super::super::txn::Txn;
+use super::postings::{ensure_account, post, Movement};
+use super::{changed, invalid_transition, payment_of, unchanged};
+use crate::limits::REFUNDS_PER_ORDER_MAX;
+use crate::payment::chart::{self, transfer_code, Role};
+use crate::payment::{
+    FundsSource, OrderId, OrderState, PaymentError, PaymentOutcome, Refund, RefundId, RefundState,
+};
+use crate::store::LedgerRead;
+use crate::transfer::TransferKind;
+
+pub(super) fn begin<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    order_id: &OrderId,
+    refund_id: &RefundId,
+    amount_minor: u64,
+    now_ns: u64,
+) -> Result<PaymentOutcome, PaymentError> {
+    let mut payment = payment_of(txn, order_id)?;
+    let psp = payment.psp.clone();
+    let order = payment
+        .order_mut(order_id)
+        .expect("payment_of found the order");
+    if let Some(existing) = order.refunds.iter().find(|r| &r.refund_id == refund_id) {
+        if existing.amount_minor == amount_minor {
+            return unchanged(payment);
+        }
+        return Err(PaymentError::RefundExistsWithDifferentFields {
+            refund: refund_id.to_string(),
+        });
+    }
+    if order.state != OrderState::Succeeded {
+        return Err(invalid_transition(order_id, order.state.name(), "refund"));
+    }
+    if order.refunds.len() >= REFUNDS_PER_ORDER_MAX {
+        return Err(PaymentError::TooManyRefunds {
+            order: order_id.to_string(),
+        });
+    }
+    let refundable_minor = order.captured_minor - order.refund_committed_minor();
+    if amount_minor == 0 || amount_minor > refundable_minor {
+        return Err(PaymentError::RefundExceedsCaptured {
+            order: order_id.to_string(),
+            refundable_minor,
+        });
+    }
+    // The platform gives back the fee in proportion to what is refunded; computing the running
+    // total (not each share) makes the shares add up to the whole fee once all is refunded.
+    let committed_after = u128::from(order.refund_committed_minor() + amount_minor);
+    let fee_total_after =
+        (u128::from(order.fee_minor) * committed_after / u128::from(order.captured_minor)) as u64;
+    let fee_share_minor = fee_total_after - order.fee_refunded_committed_minor();
+    let seller_share_minor = amount_minor - fee_share_minor;
+
+    let currency = order.currency;
+    let source = if order.released {
+        FundsSource::Available
+    } else {
+        FundsSource::Held
+    };
+    let seller_account = match source {
+        FundsSource::Held => chart::merchant_held(&order.seller_id, currency),
+        FundsSource::Available => chart::merchant_available(&order.seller_id, currency),
+    };
+    match source {
+        FundsSource::Held => {
+            assert!(
+                order.held_minor >= seller_share_minor,
+                "order {order_id}: held {} below the refund's seller share {seller_share_minor}",
+                order.held_minor
+            );
+            order.held_minor -= seller_share_minor;
+        }
+        FundsSource::Available => {
+            let available = txn
+                .account(seller_account)
+                .map_or(0, |account| account.balances.credit_available());
+            if available < i128::from(seller_share_minor) {
+                return Err(PaymentError::InsufficientSellerFunds {
+                    seller: order.seller_id.to_string(),
+                });
+            }
+        }
+    }
+    let receivable = chart::psp_receivable(&psp, currency);
+    ensure_account(txn, receivable, Role::PspReceivable, currency, now_ns)?;
+    let holds = [
+        (
+            "refund",
+            seller_account,
+            seller_share_minor,
+            transfer_code::REFUND,
+        ),
+        (
+            "fee",
+            chart::platform_fees(currency),
+            fee_share_minor,
+            transfer_code::FEE_REFUND,
+        ),
+    ];
+    for (purpose, debit, amount, code) in holds {
+        if amount == 0 {
+            continue;
+        }
+        let movement = Movement {
+            id: chart::refund_transfer(purpose, order_id, refund_id),
+            kind: TransferKind::Pending {
+                debit_account_id: debit,
+                credit_account_id: receivable,
+                amount_minor: amount,
+                currency,
+                timeout_s: 0,
+            },
+            code,
+        };
+        post(txn, order_id, movement)?;
+    }
+    order.refunds.push(Refund {
+        refund_id: refund_id.clone(),
+        amount_minor,
+        fee_share_minor,
+        source,
+        state: RefundState::Pending,
+        created_at_ns: now_ns,
+        updated_at_ns: now_ns,
+    });
+    order.updated_at_ns = now_ns;
+    changed(txn, payment, now_ns)
+}
+
+pub(super) fn complete<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    order_id: &OrderId,
+    refund_id: &RefundId,
+    succeeded: bool,
+    now_ns: u64,
+) -> Result<PaymentOutcome, PaymentError> {
+    let mut payment = payment_of(txn, order_id)?;
+    let order = payment
+        .order_mut(order_id)
+        .expect("payment_of found the order");
+    let target = if succeeded {
+        RefundState::Succeeded
+    } else {
+        RefundState::Failed
+    };
+    let index = order
+        .refunds
+        .iter()
+        .position(|r| &r.refund_id == refund_id)
+        .ok_or_else(|| PaymentError::RefundNotFound {
+            refund: refund_id.to_string(),
+            order: order_id.to_string(),
+        })?;
+    let refund = order.refunds[index].clone();
+    match refund.state {
+        state if state == target => return unchanged(payment),
+        RefundState::Pending => {}
+        _ => {
+            return Err(invalid_transition(
+                order_id,
+                "refund already settled the other way",
+                if succeeded {
+                    "refund succeed"
+                } else {
+                    "refund fail"
+                },
+            ))
+        }
+    }
+    let seller_share_minor = refund.amount_minor - refund.fee_share_minor;
+    for (purpose, amount) in [
+        ("refund", seller_share_minor),
+        ("fee", refund.fee_share_minor),
+    ] {
+        if amount == 0 {
+            continue;
+        }
+        let pending_id = chart::refund_transfer(purpose, order_id, refund_id);
+        let (settle, kind) = if succeeded {
+            (
+                "post",
+                TransferKind::PostPending {
+                    pending_id,
+                    amount_minor: None,
+                },
+            )
+        } else {
+            ("void", TransferKind::VoidPending { pending_id })
+        };
+        let movement = Movement {
+            id: chart::refund_transfer(&format!("{purpose}-{settle}"), order_id, refund_id),
+            kind,
+            code: if purpose == "refund" {
+                transfer_code::REFUND
+            } else {
+                transfer_code::FEE_REFUND
+            },
+        };
+        post(txn, order_id, movement)?;
+    }
+    if !succeeded && refund.source == FundsSource::Held && seller_share_minor > 0 {
+        if order.released {
+            // The order was released while this refund held part of its funds: what the void
+            // gave back to held goes on to the seller's available balance too.
+            let currency = order.currency;
+            let available = chart::merchant_available(&order.seller_id, currency);
+            ensure_account(txn, available, Role::MerchantAvailable, currency, now_ns)?;
+            let movement = super::postings::single(
+                chart::refund_transfer("release", order_id, refund_id),
+                chart::merchant_held(&order.seller_id, currency),
+                available,
+                seller_share_minor,
+                currency,
+                transfer_code::RELEASE,
+            );
+            post(txn, order_id, movement)?;
+        } else {
+            order.held_minor += seller_share_minor;
+        }
+    }
+    let stored = &mut order.refunds[index];
+    stored.state = target;
+    stored.updated_at_ns = now_ns;
+    order.updated_at_ns = now_ns;
+    changed(txn, payment, now_ns)
+}

@@ -1,0 +1,25 @@
+//! Payments on top of the ledger: merchants and their fees, buyers and their wallets, checkouts
+//! with one order per seller, and the order state machine an executor drives through the PSP.
+//! Commands here run through the same deterministic `apply` as transfers; each one that moves
+//! money posts its ledger transfers in the same command (see `chart` for the accounts).
+
+pub mod chart;
+mod command;
+mod errors;
+mod ids;
+mod model;
+mod query;
+
+pub use command::{
+    ChargeOutcome, NewBuyer, NewMerchant, NewOrder, NewPayment, PaymentCommand, PaymentOutcome,
+};
+pub use errors::PaymentError;
+pub use ids::{ApiKeyId, BuyerId, CheckoutId, InvalidId, MerchantId, OrderId, PspName, RefundId};
+pub use model::{
+    ApiKeyRecord, Buyer, CaptureMode, FeeSchedule, FundsSource, Merchant, Order, OrderError,
+    OrderState, PartyStatus, Payment, PaymentMethod, PaymentStatus, Refund, RefundState,
+    RiskOutcome, RiskRecord,
+};
+pub use query::{
+    query_payments, PaymentQuery, PaymentQueryResult, ORDERS_DUE_PAGE_MAX, PAYMENTS_PAGE_MAX,
+};

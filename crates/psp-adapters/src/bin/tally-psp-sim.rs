@@ -1,0 +1,51 @@
+//! `tally-psp-sim`: runs the PSP simulator (see `tally_psp::sim`) on an address.
+
+use clap::Parser;
+use tally_psp::sim::{serve, SimConfig};
+
+#[derive(Parser)]
+#[command(
+    about = "Tally's PSP simulator: idempotent charges, captures, refunds, async webhooks, fault injection"
+)]
+struct Args {
+    /// Address to serve HTTP on.
+    #[arg(long, env = "TALLY_PSP_LISTEN", default_value = "127.0.0.1:7300")]
+    listen: String,
+    /// Where to send signed webhooks (e.g. the gateway's http://127.0.0.1:7280/v1/webhooks/psp).
+    #[arg(long, env = "TALLY_PSP_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// The secret webhooks are signed with; the gateway must be given the same one.
+    #[arg(
+        long,
+        env = "TALLY_PSP_WEBHOOK_SECRET",
+        default_value = "dev-webhook-secret"
+    )]
+    webhook_secret: String,
+    /// How long an injected `timeout` fault holds a request before giving up uncharged.
+    #[arg(long, default_value_t = 30_000)]
+    timeout_fault_ms: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    tracing::info!(listen = %args.listen, "PSP simulator serving");
+    serve(
+        listener,
+        SimConfig {
+            webhook_url: args.webhook_url,
+            webhook_secret: args.webhook_secret.into_bytes(),
+            timeout_fault_ms: args.timeout_fault_ms,
+        },
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,395 @@
+//! `tally-psp-sim`: an HTTP PSP for development and tests.
+//!
+//! Routes (JSON): `POST /v1/charges` (header `idempotency-key`), `GET /v1/charges?idempotency_key=`,
+//! `GET /v1/charges/{id}`, `POST /v1/charges/{id}/capture`, `POST /v1/charges/{id}/cancel`,
+//! `POST /v1/refunds`; simulator controls: `POST /v1/sim/charges/{id}/complete` (the buyer
+//! finishes a 3-D Secure or QR charge; a signed webhook follows), `POST /v1/sim/webhooks/{id}/resend`,
+//! `POST /v1/sim/faults` (`{"fault": "timeout"|"error_500"|"lost_response"|"latency=<ms>",
+//! "count": n}` for the next n charges, captures, cancels or refunds), `GET /v1/sim/ledger`, `GET /healthz`. A header
+//! `x-sim-fault` injects a fault into one request (a charge, capture, cancel or refund).
+//!
+//! Test tokens: `tok_decline` and `tok_insufficient` decline, `tok_3ds` is pending until
+//! completed, any other `tok_*` succeeds; anything else is refused (no card numbers here).
+
+mod state;
+
+pub use state::{Fault, CHARGES_MAX};
+
+use crate::model::{Charge, ChargeRequest, RefundRequest, WebhookEvent};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use state::{Refusal, SimState};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How long a `timeout` fault keeps the client waiting by default: longer than any sane client
+/// deadline.
+const TIMEOUT_FAULT_MS: u64 = 30_000;
+/// Webhook deliveries per event before giving up (tests can resend).
+const WEBHOOK_ATTEMPTS_MAX: u32 = 5;
+const WEBHOOK_BACKOFF_BASE_MS: u64 = 100;
+
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Where signed webhooks go; none are sent when unset.
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Vec<u8>,
+    /// How long a `timeout` fault holds the request (then nothing is charged).
+    pub timeout_fault_ms: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            webhook_url: None,
+            webhook_secret: Vec::new(),
+            timeout_fault_ms: TIMEOUT_FAULT_MS,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Sim {
+    state: Arc<Mutex<SimState>>,
+    config: Arc<SimConfig>,
+    http: reqwest::Client,
+}
+
+impl Sim {
+    fn state(&self) -> std::sync::MutexGuard<'_, SimState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+pub fn router(config: SimConfig) -> Router {
+    let sim = Sim {
+        state: Arc::new(Mutex::new(SimState::default())),
+        config: Arc::new(config),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new()),
+    };
+    Router::new()
+        .route("/v1/charges", post(create_charge).get(charge_by_key))
+        .route("/v1/charges/{id}", get(charge_by_id))
+        .route("/v1/charges/{id}/capture", post(capture))
+        .route("/v1/charges/{id}/cancel", post(cancel))
+        .route("/v1/refunds", post(refund))
+        .route("/v1/sim/charges/{id}/complete", post(complete))
+        .route("/v1/sim/webhooks/{id}/resend", post(resend))
+        .route("/v1/sim/faults", post(faults))
+        .route("/v1/sim/ledger", get(ledger))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(sim)
+}
+
+/// Serves the simulator on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, config: SimConfig) -> std::io::Result<()> {
+    axum::serve(listener, router(config)).await
+}
+
+fn error(status: u16, code: &str, message: impl Into<String>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::json!({ "error": { "code": code, "message": message.into() } });
+    (status, Json(body)).into_response()
+}
+
+fn refusal(refusal: Refusal) -> Response {
+    error(refusal.status, refusal.code, refusal.message)
+}
+
+fn ok<T: serde::Serialize>(value: T) -> Response {
+    Json(value).into_response()
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("idempotency-key")
+        .and_then(|value| value.to_str().ok())
+        .filter(|key| !key.is_empty() && key.len() <= 255)
+        .map(str::to_string)
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn create_charge(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    Json(request): Json<ChargeRequest>,
+) -> Response {
+    if idempotency_key(&headers).as_deref() != Some(request.idempotency_key.as_str()) {
+        return error(
+            400,
+            "invalid_request",
+            "send the idempotency-key header, equal to the body's idempotency_key",
+        );
+    }
+    let fault = match fault_of(&sim, &headers) {
+        Ok(fault) => fault,
+        Err(response) => return *response,
+    };
+    // The body as received, minus nothing: a retry must send the same one.
+    let fingerprint = serde_json::to_string(&request).unwrap_or_default();
+    match sim.state().begin_charge(&request, &fingerprint) {
+        Ok(Some(stored)) => return ok(stored),
+        Ok(None) => {}
+        Err(refused) => return refusal(refused),
+    }
+    // Like a real PSP, the charge runs to its end even if the client hangs up (a crashed or
+    // timed-out gateway): the key never stays in flight for good.
+    let work = async move {
+        match fault {
+            Some(Fault::Timeout) => {
+                tokio::time::sleep(Duration::from_millis(sim.config.timeout_fault_ms)).await;
+                sim.state().abandon_charge(&request.idempotency_key);
+                error(504, "timeout", "injected timeout")
+            }
+            Some(Fault::Error500) => {
+                sim.state().abandon_charge(&request.idempotency_key);
+                error(500, "psp_unavailable", "injected error")
+            }
+            Some(Fault::LostResponse) => {
+                let charged = sim.state().charge(&request, &fingerprint);
+                match charged {
+                    // Charged and recorded; the client only sees a failure.
+                    Ok(_) => error(500, "psp_unavailable", "injected lost response"),
+                    Err(refused) => refusal(refused),
+                }
+            }
+            Some(Fault::Latency { ms }) => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let charged = sim.state().charge(&request, &fingerprint);
+                charged.map_or_else(refusal, ok)
+            }
+            None => {
+                let charged = sim.state().charge(&request, &fingerprint);
+                charged.map_or_else(refusal, ok)
+            }
+        }
+    };
+    match tokio::spawn(work).await {
+        Ok(response) => response,
+        Err(_) => error(500, "psp_unavailable", "the charge task failed"),
+    }
+}
+
+#[derive(Deserialize)]
+struct KeyQuery {
+    idempotency_key: String,
+}
+
+async fn charge_by_key(State(sim): State<Sim>, Query(query): Query<KeyQuery>) -> Response {
+    let charge = sim.state().charge_by_key(&query.idempotency_key);
+    match charge {
+        Some(charge) => ok(charge),
+        None => error(404, "not_found", "no charge under this idempotency key"),
+    }
+}
+
+async fn charge_by_id(State(sim): State<Sim>, Path(id): Path<String>) -> Response {
+    let charge = sim.state().charge_by_id(&id);
+    match charge {
+        Some(charge) => ok(charge),
+        None => error(404, "not_found", format!("no charge {id}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct CaptureBody {
+    amount_minor: u64,
+}
+
+async fn capture(
+    State(sim): State<Sim>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<CaptureBody>,
+) -> Response {
+    let Some(key) = idempotency_key(&headers) else {
+        return error(400, "invalid_request", "send an idempotency-key header");
+    };
+    let fault = match fault_of(&sim, &headers) {
+        Ok(fault) => fault,
+        Err(response) => return *response,
+    };
+    with_fault(fault, sim.config.timeout_fault_ms, || {
+        sim.state().capture(&id, body.amount_minor, &key)
+    })
+    .await
+}
+
+async fn cancel(State(sim): State<Sim>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let Some(key) = idempotency_key(&headers) else {
+        return error(400, "invalid_request", "send an idempotency-key header");
+    };
+    let fault = match fault_of(&sim, &headers) {
+        Ok(fault) => fault,
+        Err(response) => return *response,
+    };
+    with_fault(fault, sim.config.timeout_fault_ms, || {
+        sim.state().cancel(&id, &key)
+    })
+    .await
+}
+
+async fn refund(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    Json(request): Json<RefundRequest>,
+) -> Response {
+    if idempotency_key(&headers).as_deref() != Some(request.idempotency_key.as_str()) {
+        return error(
+            400,
+            "invalid_request",
+            "send the idempotency-key header, equal to the body's idempotency_key",
+        );
+    }
+    let fault = match fault_of(&sim, &headers) {
+        Ok(fault) => fault,
+        Err(response) => return *response,
+    };
+    let fingerprint = serde_json::to_string(&request).unwrap_or_default();
+    with_fault(fault, sim.config.timeout_fault_ms, || {
+        sim.state().refund(&request, &fingerprint)
+    })
+    .await
+}
+
+/// The fault for this request: the `x-sim-fault` header's, else the next queued one. A header
+/// naming no known fault is answered 400 (boxed: a response is large next to a fault).
+fn fault_of(sim: &Sim, headers: &HeaderMap) -> Result<Option<Fault>, Box<Response>> {
+    match headers
+        .get("x-sim-fault")
+        .and_then(|value| value.to_str().ok())
+        .map(|text| Fault::parse(text).ok_or(text.to_string()))
+    {
+        Some(Ok(fault)) => Ok(Some(fault)),
+        Some(Err(text)) => Err(Box::new(error(
+            400,
+            "invalid_request",
+            format!("unknown fault {text:?}"),
+        ))),
+        None => Ok(sim.state().next_fault()),
+    }
+}
+
+/// Runs a capture, cancel or refund under `fault`: a timeout or 500 does nothing, a lost
+/// response acts and then fails, latency waits and then acts.
+async fn with_fault<T: serde::Serialize>(
+    fault: Option<Fault>,
+    timeout_fault_ms: u64,
+    act: impl FnOnce() -> Result<T, Refusal>,
+) -> Response {
+    match fault {
+        Some(Fault::Timeout) => {
+            tokio::time::sleep(Duration::from_millis(timeout_fault_ms)).await;
+            error(504, "timeout", "injected timeout")
+        }
+        Some(Fault::Error500) => error(500, "psp_unavailable", "injected error"),
+        Some(Fault::LostResponse) => match act() {
+            Ok(_) => error(500, "psp_unavailable", "injected lost response"),
+            Err(refused) => refusal(refused),
+        },
+        Some(Fault::Latency { ms }) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            act().map_or_else(refusal, ok)
+        }
+        None => act().map_or_else(refusal, ok),
+    }
+}
+
+#[derive(Deserialize)]
+struct CompleteBody {
+    succeed: bool,
+}
+
+async fn complete(
+    State(sim): State<Sim>,
+    Path(id): Path<String>,
+    Json(body): Json<CompleteBody>,
+) -> Response {
+    let completed = sim.state().complete(&id, body.succeed, now_s());
+    match completed {
+        Ok((charge, event)) => {
+            tokio::spawn(deliver(sim.clone(), event));
+            ok::<Charge>(charge)
+        }
+        Err(refused) => refusal(refused),
+    }
+}
+
+async fn resend(State(sim): State<Sim>, Path(id): Path<String>) -> Response {
+    let event = sim.state().events.get(&id).cloned();
+    match event {
+        Some(event) => {
+            let delivered = deliver(sim.clone(), event).await;
+            ok(serde_json::json!({ "delivered": delivered }))
+        }
+        None => error(404, "not_found", format!("no event {id}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct FaultsBody {
+    fault: String,
+    count: u32,
+}
+
+async fn faults(State(sim): State<Sim>, Json(body): Json<FaultsBody>) -> Response {
+    let Some(fault) = Fault::parse(&body.fault) else {
+        return error(
+            400,
+            "invalid_request",
+            format!("unknown fault {:?}", body.fault),
+        );
+    };
+    let queued = sim.state().queue_faults(fault, body.count);
+    queued.map_or_else(refusal, |()| {
+        ok(serde_json::json!({ "queued": body.count }))
+    })
+}
+
+async fn ledger(State(sim): State<Sim>) -> Response {
+    let rows = sim.state().ledger();
+    ok(rows)
+}
+
+/// Posts a signed event to the webhook URL, retrying with backoff; true once a 2xx came back.
+async fn deliver(sim: Sim, event: WebhookEvent) -> bool {
+    let Some(url) = sim.config.webhook_url.clone() else {
+        return false;
+    };
+    let body = match serde_json::to_vec(&event) {
+        Ok(body) => body,
+        Err(_) => return false,
+    };
+    for attempt in 0..WEBHOOK_ATTEMPTS_MAX {
+        let signature = crate::webhook::sign(&sim.config.webhook_secret, now_s(), &body);
+        let sent = sim
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("tally-psp-signature", signature)
+            .body(body.clone())
+            .send()
+            .await;
+        if sent.is_ok_and(|response| response.status().is_success()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(WEBHOOK_BACKOFF_BASE_MS << attempt)).await;
+    }
+    tracing::warn!(event = %event.event_id, "webhook undelivered after {WEBHOOK_ATTEMPTS_MAX} attempts");
+    false
+}

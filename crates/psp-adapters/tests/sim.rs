@@ -1,0 +1,258 @@
+//! The PSP simulator through the `SimPsp` adapter over real HTTP on loopback.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tally_psp::sim::{serve, SimConfig};
+use tally_psp::{
+    ChargeRequest, ChargeStatus, ErrorKind, PaymentMethod, Psp, RefundRequest, SimPsp, SimPspConfig,
+};
+use tokio::net::TcpListener;
+
+const SECRET: &[u8] = b"test-webhook-secret";
+
+async fn start(webhook_url: Option<String>, timeout_ms: u64) -> SimPsp {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve(
+        listener,
+        SimConfig {
+            webhook_url,
+            webhook_secret: SECRET.to_vec(),
+            ..SimConfig::default()
+        },
+    ));
+    SimPsp::new(SimPspConfig {
+        base_url,
+        timeout_ms,
+        webhook_secret: SECRET.to_vec(),
+    })
+}
+
+fn charge_request(key: &str, token: &str, amount_minor: u64, capture: bool) -> ChargeRequest {
+    ChargeRequest {
+        idempotency_key: key.to_string(),
+        amount_minor,
+        currency: "USD".to_string(),
+        method: PaymentMethod::Card {
+            token: token.to_string(),
+        },
+        capture,
+        return_url: None,
+        metadata: BTreeMap::new(),
+    }
+}
+
+async fn charges_under(psp: &SimPsp, key: &str) -> usize {
+    psp.sim_ledger()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|row| row.idempotency_key == key && row.kind == "charge")
+        .count()
+}
+
+#[tokio::test]
+async fn a_retry_under_the_same_key_returns_the_same_charge_and_another_body_is_refused() {
+    let psp = start(None, 2_000).await;
+    let first = psp
+        .charge(charge_request("o1", "tok_ok", 500, true))
+        .await
+        .unwrap();
+    let again = psp
+        .charge(charge_request("o1", "tok_ok", 500, true))
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    assert_eq!(first.status, ChargeStatus::Captured);
+    assert_eq!(charges_under(&psp, "o1").await, 1);
+    let error = psp
+        .charge(charge_request("o1", "tok_ok", 501, true))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind, error.code.as_str()),
+        (ErrorKind::Terminal, "idempotency_key_reused")
+    );
+    assert_eq!(psp.charge_status("o1").await.unwrap(), Some(first));
+    assert_eq!(psp.charge_status("nope").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn test_tokens_decline_and_card_numbers_are_refused() {
+    let psp = start(None, 2_000).await;
+    let declined = psp
+        .charge(charge_request("o1", "tok_decline", 500, true))
+        .await
+        .unwrap();
+    assert!(
+        matches!(declined.status, ChargeStatus::Declined { ref code, .. } if code == "card_declined")
+    );
+    let poor = psp
+        .charge(charge_request("o2", "tok_insufficient", 500, true))
+        .await
+        .unwrap();
+    assert!(
+        matches!(poor.status, ChargeStatus::Declined { ref code, .. } if code == "insufficient_funds")
+    );
+    let error = psp
+        .charge(charge_request("o3", "4242424242424242", 500, true))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind, error.code.as_str()),
+        (ErrorKind::Terminal, "invalid_request")
+    );
+    assert!(psp.sim_ledger().await.unwrap().is_empty(), "no money moved");
+}
+
+#[tokio::test]
+async fn authorize_capture_part_then_refund_up_to_the_captured_amount() {
+    let psp = start(None, 2_000).await;
+    let charge = psp
+        .charge(charge_request("o1", "tok_ok", 1_000, false))
+        .await
+        .unwrap();
+    assert_eq!(charge.status, ChargeStatus::Authorized);
+    let captured = psp
+        .capture(&charge.charge_id, 600, "capture:o1")
+        .await
+        .unwrap();
+    assert_eq!(captured.captured_minor, 600);
+    // Same key: a replay; a second capture under a new key is refused.
+    assert_eq!(
+        psp.capture(&charge.charge_id, 600, "capture:o1")
+            .await
+            .unwrap(),
+        captured
+    );
+    let error = psp
+        .capture(&charge.charge_id, 100, "capture:o1-b")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, "charge_not_authorized");
+    for (key, amount) in [("r1", 200), ("r2", 400)] {
+        let refund = RefundRequest {
+            charge_id: charge.charge_id.clone(),
+            amount_minor: amount,
+            idempotency_key: key.to_string(),
+        };
+        psp.refund(refund.clone()).await.unwrap();
+        psp.refund(refund).await.unwrap();
+    }
+    let over = psp
+        .refund(RefundRequest {
+            charge_id: charge.charge_id.clone(),
+            amount_minor: 1,
+            idempotency_key: "r3".to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (over.kind, over.code.as_str()),
+        (ErrorKind::Terminal, "refund_exceeds_captured")
+    );
+    let refunds: u64 = psp
+        .sim_ledger()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|row| row.kind == "refund")
+        .map(|row| row.amount_minor)
+        .sum();
+    assert_eq!(refunds, 600, "each refund counted once");
+}
+
+#[tokio::test]
+async fn a_lost_response_is_retryable_and_the_retry_finds_the_single_charge() {
+    let psp = start(None, 2_000).await;
+    psp.inject_faults("lost_response", 1).await.unwrap();
+    let error = psp
+        .charge(charge_request("o1", "tok_ok", 700, true))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Retryable);
+    assert!(
+        psp.charge_status("o1").await.unwrap().is_some(),
+        "it was charged"
+    );
+    let retry = psp
+        .charge(charge_request("o1", "tok_ok", 700, true))
+        .await
+        .unwrap();
+    assert_eq!(retry.status, ChargeStatus::Captured);
+    assert_eq!(charges_under(&psp, "o1").await, 1);
+}
+
+#[tokio::test]
+async fn a_timeout_is_retryable_and_charges_nothing() {
+    let psp = start(None, 300).await;
+    psp.inject_faults("timeout", 1).await.unwrap();
+    let error = psp
+        .charge(charge_request("o1", "tok_ok", 700, true))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind, error.code.as_str()),
+        (ErrorKind::Retryable, "timeout")
+    );
+    assert_eq!(psp.charge_status("o1").await.unwrap(), None);
+    // The first request is still in flight at the PSP: a retry is told to wait, not charged.
+    let busy = psp
+        .charge(charge_request("o1", "tok_ok", 700, true))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (busy.kind, busy.code.as_str()),
+        (ErrorKind::Retryable, "request_in_progress")
+    );
+    assert_eq!(charges_under(&psp, "o1").await, 0);
+}
+
+#[tokio::test]
+async fn a_three_d_secure_charge_completes_by_a_signed_webhook() {
+    use axum::routing::post;
+    let (sender, mut received) = tokio::sync::mpsc::channel::<(Vec<u8>, String)>(4);
+    let receiver = axum::Router::new().route(
+        "/hook",
+        post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let sender = sender.clone();
+                async move {
+                    let signature = headers
+                        .get("tally-psp-signature")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    let _ = sender.send((body.to_vec(), signature)).await;
+                    "ok"
+                }
+            },
+        ),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let psp = start(Some(hook_url), 2_000).await;
+    let charge = psp
+        .charge(charge_request("o1", "tok_3ds", 900, true))
+        .await
+        .unwrap();
+    assert!(matches!(charge.status, ChargeStatus::Pending { .. }));
+    psp.complete_pending(&charge.charge_id, true).await.unwrap();
+    let (body, signature) = tokio::time::timeout(Duration::from_secs(5), received.recv())
+        .await
+        .expect("webhook arrives")
+        .expect("channel open");
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let event = psp.verify_webhook(&body, &signature, now_s).unwrap();
+    assert_eq!(event.idempotency_key, "o1");
+    assert_eq!(event.charge.status, ChargeStatus::Captured);
+    let mut tampered = body.clone();
+    tampered[0] = b' ';
+    assert!(psp.verify_webhook(&tampered, &signature, now_s).is_err());
+    assert_eq!(charges_under(&psp, "o1").await, 1);
+}
