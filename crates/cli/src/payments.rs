@@ -84,6 +84,9 @@ pub struct MethodArgs {
     /// Pay by QR code through the PSP.
     #[arg(long, group = "method")]
     qr: bool,
+    /// Pay on the PSP's hosted page; the buyer comes back to this URL.
+    #[arg(long, group = "method", value_name = "RETURN_URL")]
+    hosted: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -198,6 +201,10 @@ fn method(args: &MethodArgs) -> Option<pb::PaymentMethod> {
         Method::Wallet(pb::WalletMethod {})
     } else if args.qr {
         Method::Qr(pb::QrMethod {})
+    } else if let Some(return_url) = &args.hosted {
+        Method::Hosted(pb::HostedMethod {
+            return_url: return_url.clone(),
+        })
     } else {
         return None;
     };
@@ -429,6 +436,9 @@ pub async fn payment(json: bool, args: &GatewayArgs, command: PaymentCommand) ->
                 .map_err(refused)?
                 .into_inner();
             print_rows(json, ORDER_HEADER, vec![order_row(&order)]);
+            if !json {
+                print_next_action(&order);
+            }
             return Ok(());
         }
         PaymentCommand::List {
@@ -556,4 +566,21 @@ fn print_payment(json: bool, payment: &pb::Payment) {
         ORDER_HEADER,
         payment.orders.iter().map(order_row).collect(),
     );
+    if !json {
+        payment.orders.iter().for_each(print_next_action);
+    }
+}
+
+/// What the buyer must do for a pending order, under the table.
+fn print_next_action(order: &pb::PaymentOrder) {
+    if !order.next_action_url.is_empty() {
+        crate::output::emit!(
+            "{}: send the buyer to {}",
+            order.order_id,
+            order.next_action_url
+        );
+    }
+    if !order.qr_payload.is_empty() {
+        crate::output::emit!("{}: show the QR code {}", order.order_id, order.qr_payload);
+    }
 }

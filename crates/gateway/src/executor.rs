@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tally_ledger::limits::NANOS_PER_MILLISECOND;
 use tally_ledger::payment::{
-    CaptureMode, ChargeOutcome, Order, OrderId, OrderState, Payment, PaymentCommand, PaymentMethod,
-    PaymentOutcome, PaymentQuery, PaymentQueryResult,
+    CaptureMode, ChargeOutcome, NextAction, Order, OrderId, OrderState, Payment, PaymentCommand,
+    PaymentMethod, PaymentOutcome, PaymentQuery, PaymentQueryResult,
 };
 use tally_proto::client::{ClientError, LedgerClient};
 use tally_psp::{Charge, ChargeRequest, ChargeStatus, ErrorKind, Psp, PspError};
@@ -185,9 +185,11 @@ impl Executor {
                 // The PSP accepted it, so it knows it; an empty answer is a PSP fault: ask again.
                 Ok(None) => ChargeOutcome::Pending {
                     psp_charge_id: order.psp_charge_id.clone().unwrap_or_default(),
+                    next_action: None,
                 },
                 Err(_) => ChargeOutcome::Pending {
                     psp_charge_id: order.psp_charge_id.clone().unwrap_or_default(),
+                    next_action: None,
                 },
             };
             return self.record(order_id, outcome).await;
@@ -228,6 +230,7 @@ impl Executor {
                 token: token.clone(),
             },
             Some(PaymentMethod::Qr) => tally_psp::PaymentMethod::Qr,
+            Some(PaymentMethod::Hosted { .. }) => tally_psp::PaymentMethod::Hosted,
             // The ledger refuses to hand out claims on intents and wallet orders.
             Some(PaymentMethod::Wallet) | None => {
                 return ChargeOutcome::Declined {
@@ -242,7 +245,10 @@ impl Executor {
             currency: order.currency.code().to_string(),
             method,
             capture: payment.capture == CaptureMode::Automatic,
-            return_url: None,
+            return_url: match &payment.method {
+                Some(PaymentMethod::Hosted { return_url }) => Some(return_url.clone()),
+                _ => None,
+            },
             metadata: BTreeMap::from([
                 ("checkout_id".to_string(), payment.checkout_id.to_string()),
                 ("seller_id".to_string(), order.seller_id.to_string()),
@@ -347,7 +353,17 @@ pub fn outcome_of(charge: &Charge) -> ChargeOutcome {
             psp_charge_id,
             amount_minor: charge.amount_minor,
         },
-        ChargeStatus::Pending { .. } => ChargeOutcome::Pending { psp_charge_id },
+        ChargeStatus::Pending { next_action } => ChargeOutcome::Pending {
+            psp_charge_id,
+            next_action: Some(match next_action {
+                tally_psp::NextAction::RedirectToUrl { url } => {
+                    NextAction::RedirectToUrl { url: url.clone() }
+                }
+                tally_psp::NextAction::ShowQr { payload } => NextAction::ShowQr {
+                    payload: payload.clone(),
+                },
+            }),
+        },
         ChargeStatus::Declined { code, message } => ChargeOutcome::Declined {
             code: code.clone(),
             message: message.clone(),

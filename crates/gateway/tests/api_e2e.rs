@@ -223,6 +223,7 @@ async fn start_with(
         // Just past the adapter's 1 s deadline: the executor sees a timeout, the PSP holds
         // the key in flight a little longer, then gives up uncharged.
         timeout_fault_ms: 1_200,
+        ..SimConfig::default()
     };
     let stack = if webhooks {
         Stack::start_with_gateway_webhooks(sim).await
@@ -535,6 +536,10 @@ async fn a_qr_payment_is_completed_by_the_psps_signed_webhook() {
             .unwrap()
             .into_inner();
         if order.state == "pending" {
+            assert!(
+                !order.qr_payload.is_empty(),
+                "the buyer needs the QR: {order:?}"
+            );
             break order.psp_charge_id;
         }
         assert!(Instant::now() < deadline, "never pending: {order:?}");
@@ -546,9 +551,11 @@ async fn a_qr_payment_is_completed_by_the_psps_signed_webhook() {
         .await
         .expect("buyer pays");
     // Pending orders are checked by the sweeper only after a minute: this is the webhook.
-    assert_eq!(
-        settled_order(&mut gateway, &key, "o1").await.state,
-        "succeeded"
+    let settled = settled_order(&mut gateway, &key, "o1").await;
+    assert_eq!(settled.state, "succeeded");
+    assert!(
+        settled.qr_payload.is_empty(),
+        "nothing left for the buyer to do"
     );
     let metrics = reqwest::get(format!("{}/metrics", gateway.http_url))
         .await
@@ -1142,6 +1149,75 @@ async fn signed_requests_verify_once_and_replays_or_tampering_are_refused() {
         settled_order(&mut gateway, &key, "o1").await.state,
         "succeeded"
     );
+    stack.audit();
+    gateway.stop().await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosted_page_payment_sends_the_buyer_to_the_psp_and_back_and_the_webhook_settles_it() {
+    let (stack, mut gateway, key) = start(true).await;
+    let hosted = Some(pb::PaymentMethod {
+        method: Some(pb::payment_method::Method::Hosted(pb::HostedMethod {
+            return_url: "https://shop.example/thanks".to_string(),
+        })),
+    });
+    gateway
+        .payments
+        .create_payment(authed(
+            checkout(
+                "c1",
+                hosted,
+                pb::CaptureMethod::Automatic,
+                &[("o1", "s1", "12.00")],
+            ),
+            &key,
+        ))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_millis(support::WAIT_MS_MAX);
+    let page_url = loop {
+        let order = gateway
+            .payments
+            .get_payment_order(authed(
+                pb::GetPaymentOrderRequest {
+                    order_id: "o1".to_string(),
+                },
+                &key,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        if order.state == "pending" {
+            break order.next_action_url;
+        }
+        assert!(Instant::now() < deadline, "never pending: {order:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert!(page_url.starts_with(&stack.psp_url), "{page_url}");
+    let buyer = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    assert_eq!(buyer.get(&page_url).send().await.unwrap().status(), 200);
+    let paid = buyer
+        .post(&page_url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("card_token=tok_visa")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 303);
+    let back = paid.headers()["location"].to_str().unwrap();
+    assert!(
+        back.starts_with("https://shop.example/thanks?charge_id=")
+            && back.ends_with("status=succeeded"),
+        "{back}"
+    );
+    let settled = settled_order(&mut gateway, &key, "o1").await;
+    assert_eq!(settled.state, "succeeded");
+    assert!(settled.next_action_url.is_empty());
+    assert_psp_record_matches_ledger(&stack, &mut gateway, &key).await;
     stack.audit();
     gateway.stop().await;
     stack.stop().await;

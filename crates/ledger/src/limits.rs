@@ -41,6 +41,8 @@ pub const CURRENCIES_PER_PARTY_MAX: usize = 16;
 pub const MERCHANT_NAME_BYTES_MAX: usize = 128;
 /// A card token, QR reference or PSP charge id carried in a payment.
 pub const PSP_REFERENCE_BYTES_MAX: usize = 128;
+/// Bytes of what a buyer must do next for a pending charge (a redirect URL or a QR payload).
+pub const NEXT_ACTION_BYTES_MAX: usize = 2_048;
 /// Reasons a risk decision records, and the bytes of each.
 pub const RISK_REASONS_MAX: usize = 8;
 pub const RISK_REASON_BYTES_MAX: usize = 128;

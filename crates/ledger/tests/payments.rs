@@ -7,8 +7,8 @@ use tally_ledger::limits::NANOS_PER_SECOND;
 use tally_ledger::payment::chart;
 use tally_ledger::payment::{
     BuyerId, CaptureMode, ChargeOutcome, CheckoutId, FeeSchedule, MerchantId, NewBuyer,
-    NewMerchant, NewOrder, NewPayment, OrderId, OrderState, Payment, PaymentCommand, PaymentMethod,
-    PaymentOutcome, PaymentStatus, PspName, RefundId, RiskOutcome, RiskRecord,
+    NewMerchant, NewOrder, NewPayment, NextAction, OrderId, OrderState, Payment, PaymentCommand,
+    PaymentMethod, PaymentOutcome, PaymentStatus, PspName, RefundId, RiskOutcome, RiskRecord,
 };
 use tally_ledger::{
     audit, AccountFlags, AccountId, Command, CommandResult, Currency, LedgerRead, MemStore,
@@ -331,23 +331,30 @@ fn qr_payment_is_pending_until_the_webhook_captures_it() {
     );
     f.create(new);
     f.claim("o1");
+    let qr = NextAction::ShowQr {
+        payload: "qr:ch_1".to_string(),
+    };
     f.record(
         "o1",
         ChargeOutcome::Pending {
             psp_charge_id: "ch_1".to_string(),
+            next_action: Some(qr.clone()),
         },
     );
     let OrderState::Pending { check_at_ns: first } = f.order_state("c1", "o1") else {
         panic!("not pending")
     };
     assert_eq!(f.held("s1"), 0);
-    // A status check that finds it still pending moves the next check later.
+    // A status check that finds it still pending moves the next check later and keeps the
+    // buyer's action.
     f.record(
         "o1",
         ChargeOutcome::Pending {
             psp_charge_id: "ch_1".to_string(),
+            next_action: None,
         },
     );
+    assert_eq!(f.payment_record("c1").orders[0].next_action, Some(qr));
     let OrderState::Pending {
         check_at_ns: second,
     } = f.order_state("c1", "o1")
@@ -357,6 +364,7 @@ fn qr_payment_is_pending_until_the_webhook_captures_it() {
     assert!(second > first);
     f.captured("o1", 1_000);
     assert_eq!(f.order_state("c1", "o1"), OrderState::Succeeded);
+    assert_eq!(f.payment_record("c1").orders[0].next_action, None);
     assert_eq!(f.held("s1"), i128::from(1_000 - fee(1_000)));
 }
 
@@ -566,6 +574,7 @@ fn late_and_duplicate_events_never_move_an_order_backwards() {
     for late in [
         ChargeOutcome::Pending {
             psp_charge_id: "ch_o1".to_string(),
+            next_action: None,
         },
         ChargeOutcome::Authorized {
             psp_charge_id: "ch_o1".to_string(),

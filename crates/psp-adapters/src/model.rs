@@ -11,6 +11,10 @@ pub enum PaymentMethod {
     Card { token: String },
     /// A QR payment, completed asynchronously by the buyer's app.
     Qr,
+    /// The PSP's hosted payment page: the buyer is sent to a page (registration token in its
+    /// URL), enters the card there, and is redirected back to `return_url`; a signed webhook
+    /// completes the charge.
+    Hosted,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

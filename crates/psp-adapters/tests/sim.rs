@@ -18,6 +18,7 @@ async fn start(webhook_url: Option<String>, timeout_ms: u64) -> SimPsp {
         SimConfig {
             webhook_url,
             webhook_secret: SECRET.to_vec(),
+            public_url: base_url.clone(),
             ..SimConfig::default()
         },
     ));
@@ -255,4 +256,61 @@ async fn a_three_d_secure_charge_completes_by_a_signed_webhook() {
     tampered[0] = b' ';
     assert!(psp.verify_webhook(&tampered, &signature, now_s).is_err());
     assert_eq!(charges_under(&psp, "o1").await, 1);
+}
+
+#[tokio::test]
+async fn a_hosted_page_takes_the_card_redirects_back_and_the_charge_completes() {
+    let psp = start(None, 2_000).await;
+    let mut request = charge_request("o-hosted", "unused", 2_500, true);
+    request.method = PaymentMethod::Hosted;
+    request.return_url = None;
+    let refused = psp.charge(request.clone()).await.unwrap_err();
+    assert_eq!(
+        refused.kind,
+        ErrorKind::Terminal,
+        "a hosted page needs a return_url"
+    );
+    request.idempotency_key = "o-hosted-2".to_string();
+    request.return_url = Some("https://shop.example/back?cart=7".to_string());
+    let pending = psp.charge(request).await.unwrap();
+    let ChargeStatus::Pending {
+        next_action: tally_psp::NextAction::RedirectToUrl { url },
+    } = &pending.status
+    else {
+        panic!("not a redirect: {pending:?}");
+    };
+    let buyer = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = buyer.get(url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("card_token"));
+    let bad = buyer
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("card_token=4242424242424242")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400, "a card number is never taken");
+    let paid = buyer
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("card_token=tok_visa")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 303);
+    let back = paid.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(
+        back,
+        format!(
+            "https://shop.example/back?cart=7&charge_id={}&status=succeeded",
+            pending.charge_id
+        )
+    );
+    let done = psp.charge_status("o-hosted-2").await.unwrap().unwrap();
+    assert_eq!(done.status, ChargeStatus::Captured);
+    assert_eq!(charges_under(&psp, "o-hosted-2").await, 1);
 }

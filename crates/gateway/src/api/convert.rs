@@ -4,8 +4,8 @@
 use super::error::ApiError;
 use std::collections::BTreeMap;
 use tally_ledger::payment::{
-    chart, Buyer, CaptureMode, FeeSchedule, Merchant, Order, OrderState, PartyStatus, Payment,
-    PaymentMethod, RefundState, RiskOutcome,
+    chart, Buyer, CaptureMode, FeeSchedule, Merchant, NextAction, Order, OrderState, PartyStatus,
+    Payment, PaymentMethod, RefundState, RiskOutcome,
 };
 use tally_ledger::{format_amount, parse_amount, Currency, ZeroAmount};
 use tally_proto::payments as pb;
@@ -53,6 +53,9 @@ pub fn method_from_pb(
         })),
         Some(Method::Wallet(_)) => Ok(Some(PaymentMethod::Wallet)),
         Some(Method::Qr(_)) => Ok(Some(PaymentMethod::Qr)),
+        Some(Method::Hosted(hosted)) => Ok(Some(PaymentMethod::Hosted {
+            return_url: hosted.return_url.clone(),
+        })),
     }
 }
 
@@ -82,6 +85,7 @@ pub fn method_name(method: Option<&PaymentMethod>) -> &'static str {
         Some(PaymentMethod::Card { .. }) => "card",
         Some(PaymentMethod::Wallet) => "wallet",
         Some(PaymentMethod::Qr) => "qr",
+        Some(PaymentMethod::Hosted { .. }) => "hosted",
     }
 }
 
@@ -158,6 +162,14 @@ pub fn order_to_pb(payment: &Payment, order: &Order) -> pb::PaymentOrder {
             .map(|e| e.message.clone())
             .unwrap_or_default(),
         updated_at_unix_ns: order.updated_at_ns,
+        next_action_url: match &order.next_action {
+            Some(NextAction::RedirectToUrl { url }) => url.clone(),
+            _ => String::new(),
+        },
+        qr_payload: match &order.next_action {
+            Some(NextAction::ShowQr { payload }) => payload.clone(),
+            _ => String::new(),
+        },
     }
 }
 

@@ -107,7 +107,8 @@ impl From<PaymentError> for ApiError {
             | DuplicateOrderId { .. }
             | AmountMustNotBeZero { .. }
             | LeaseOutOfRange { .. }
-            | WalletPaymentsCaptureAutomatically => ErrorKind::InvalidArgument,
+            | WalletPaymentsCaptureAutomatically
+            | ReturnUrlInvalid => ErrorKind::InvalidArgument,
             LeaseHeld { .. } => ErrorKind::Aborted,
             MerchantDisabled { .. }
             | SellerDisabled { .. }

@@ -76,6 +76,7 @@ enum MethodBody {
     Card { token: String },
     Wallet,
     Qr,
+    Hosted { return_url: String },
 }
 
 #[derive(Deserialize)]
@@ -218,6 +219,9 @@ fn create_request(body: &[u8]) -> Result<pb::CreatePaymentRequest, ApiError> {
                 MethodBody::Card { token } => Method::CardToken(token),
                 MethodBody::Wallet => Method::Wallet(pb::WalletMethod {}),
                 MethodBody::Qr => Method::Qr(pb::QrMethod {}),
+                MethodBody::Hosted { return_url } => {
+                    Method::Hosted(pb::HostedMethod { return_url })
+                }
             }),
         }),
         capture_method: capture_method as i32,
@@ -339,6 +343,13 @@ pub fn order_json(order: &pb::PaymentOrder) -> Value {
             Value::Null
         } else {
             json!({"code": order.last_error_code, "message": order.last_error_message})
+        },
+        "next_action": if !order.next_action_url.is_empty() {
+            json!({"type": "redirect_to_url", "url": order.next_action_url})
+        } else if !order.qr_payload.is_empty() {
+            json!({"type": "show_qr", "payload": order.qr_payload})
+        } else {
+            Value::Null
         },
         "updated_at_unix_ns": order.updated_at_unix_ns,
     })

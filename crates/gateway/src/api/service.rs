@@ -739,7 +739,7 @@ impl PaymentsApi {
             buyer_id: buyer_id.to_string(),
             payment_token: match method {
                 PaymentMethod::Card { token } => Some(token.clone()),
-                PaymentMethod::Wallet | PaymentMethod::Qr => None,
+                PaymentMethod::Wallet | PaymentMethod::Qr | PaymentMethod::Hosted { .. } => None,
             },
             total_amount_minor: total_minor,
             currency: currency.code().to_string(),
@@ -955,12 +955,21 @@ fn refuse_cards_in_create(request: &pb::CreatePaymentRequest) -> Result<(), ApiE
         ("checkout_id".to_string(), request.checkout_id.as_str()),
         ("buyer_id".to_string(), request.buyer_id.as_str()),
     ];
-    if let Some(pb::payment_method::Method::CardToken(token)) = request
+    match request
         .payment_method
         .as_ref()
         .and_then(|m| m.method.as_ref())
     {
-        fields.push(("payment_method.card_token".to_string(), token.as_str()));
+        Some(pb::payment_method::Method::CardToken(token)) => {
+            fields.push(("payment_method.card_token".to_string(), token.as_str()));
+        }
+        Some(pb::payment_method::Method::Hosted(hosted)) => {
+            fields.push((
+                "payment_method.return_url".to_string(),
+                hosted.return_url.as_str(),
+            ));
+        }
+        _ => {}
     }
     for (index, order) in request.orders.iter().enumerate() {
         fields.push((format!("orders[{index}].order_id"), order.order_id.as_str()));

@@ -103,6 +103,7 @@ impl Stack {
 
         let psp_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let psp_url = format!("http://{}", psp_listener.local_addr().unwrap());
+        sim.public_url = psp_url.clone();
         tokio::spawn(tally_psp::sim::serve(psp_listener, sim.clone()));
         let psp = Arc::new(tally_psp::SimPsp::new(tally_psp::SimPspConfig {
             base_url: psp_url.clone(),

@@ -1,7 +1,9 @@
 //! The payment commands the gateway submits through Raft, and what they answer.
 
 use super::ids::{ApiKeyId, BuyerId, CheckoutId, MerchantId, OrderId, PspName, RefundId};
-use super::model::{Buyer, CaptureMode, FeeSchedule, Merchant, Payment, PaymentMethod, RiskRecord};
+use super::model::{
+    Buyer, CaptureMode, FeeSchedule, Merchant, NextAction, Payment, PaymentMethod, RiskRecord,
+};
 use crate::money::Currency;
 use serde::{Deserialize, Serialize};
 
@@ -46,8 +48,11 @@ pub struct NewPayment {
 /// webhook). Recording an outcome only ever moves an order forward.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChargeOutcome {
-    /// Accepted, to be completed asynchronously (3-D Secure, QR).
-    Pending { psp_charge_id: String },
+    /// Accepted, to be completed asynchronously (3-D Secure, QR) after the buyer's action.
+    Pending {
+        psp_charge_id: String,
+        next_action: Option<NextAction>,
+    },
     Authorized {
         psp_charge_id: String,
         amount_minor: u64,

@@ -99,6 +99,10 @@ pub enum PaymentError {
     ApiKeyNotFound { key: String },
     /// A ledger transfer a payment posts was refused. Payments check what they can beforehand;
     /// this reports anything else instead of applying half a command.
+    #[error(
+        "return_url must be an absolute http:// or https:// URL the buyer can be sent back to"
+    )]
+    ReturnUrlInvalid,
     #[error("the ledger refused a payment transfer: {code}")]
     TransferRefused { code: String },
 }
@@ -144,6 +148,7 @@ impl PaymentError {
             ApiKeyExists { .. } => "api_key_exists",
             ApiKeyNotFound { .. } => "api_key_not_found",
             TransferRefused { .. } => "transfer_refused",
+            ReturnUrlInvalid => "return_url_invalid",
         }
     }
 

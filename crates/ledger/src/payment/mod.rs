@@ -16,9 +16,9 @@ pub use command::{
 pub use errors::PaymentError;
 pub use ids::{ApiKeyId, BuyerId, CheckoutId, InvalidId, MerchantId, OrderId, PspName, RefundId};
 pub use model::{
-    ApiKeyRecord, Buyer, CaptureMode, FeeSchedule, FundsSource, Merchant, Order, OrderError,
-    OrderState, PartyStatus, Payment, PaymentMethod, PaymentStatus, Refund, RefundState,
-    RiskOutcome, RiskRecord,
+    ApiKeyRecord, Buyer, CaptureMode, FeeSchedule, FundsSource, Merchant, NextAction, Order,
+    OrderError, OrderState, PartyStatus, Payment, PaymentMethod, PaymentStatus, Refund,
+    RefundState, RiskOutcome, RiskRecord,
 };
 pub use query::{
     query_payments, PaymentQuery, PaymentQueryResult, ORDERS_DUE_PAGE_MAX, PAYMENTS_PAGE_MAX,

@@ -71,6 +71,9 @@ pub enum PaymentMethod {
     Wallet,
     /// A QR payment through the PSP, completed asynchronously.
     Qr,
+    /// The PSP's hosted payment page: the buyer enters the card on the PSP's page and comes
+    /// back to `return_url`; completed asynchronously like QR.
+    Hosted { return_url: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +211,15 @@ pub struct Refund {
     pub updated_at_ns: u64,
 }
 
+/// What the buyer must do to complete a charge the PSP left pending.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NextAction {
+    /// Open this page (3-D Secure, a hosted payment page), then come back.
+    RedirectToUrl { url: String },
+    /// Scan this QR payload with a banking or wallet app.
+    ShowQr { payload: String },
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     pub order_id: OrderId,
@@ -228,6 +240,8 @@ pub struct Order {
     pub released: bool,
     pub refunds: Vec<Refund>,
     pub last_error: Option<OrderError>,
+    /// Set while the order is pending at the PSP on the buyer; cleared when it moves on.
+    pub next_action: Option<NextAction>,
     pub created_at_ns: u64,
     pub updated_at_ns: u64,
 }

@@ -24,6 +24,9 @@ struct Args {
     /// How long an injected `timeout` fault holds a request before giving up uncharged.
     #[arg(long, default_value_t = 30_000)]
     timeout_fault_ms: u64,
+    /// The base URL buyers reach the simulator at (payment pages); default http://<listen>.
+    #[arg(long, env = "TALLY_PSP_PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 #[tokio::main]
@@ -44,6 +47,9 @@ async fn main() -> anyhow::Result<()> {
             webhook_url: args.webhook_url,
             webhook_secret: args.webhook_secret.into_bytes(),
             timeout_fault_ms: args.timeout_fault_ms,
+            public_url: args
+                .public_url
+                .unwrap_or_else(|| format!("http://{}", args.listen)),
         },
     )
     .await?;

@@ -10,19 +10,25 @@
 //!
 //! Test tokens: `tok_decline` and `tok_insufficient` decline, `tok_3ds` is pending until
 //! completed, any other `tok_*` succeeds; anything else is refused (no card numbers here).
+//!
+//! Buyer pages: a `hosted` charge (and a `tok_3ds` one) is pending with a redirect to
+//! `GET /v1/pay/{registration token}`; submitting it (`POST`, a form with `card_token`, or
+//! `approve=yes` for 3-D Secure) completes the charge, sends the signed webhook and redirects
+//! the buyer to the charge's `return_url` with `charge_id` and `status`.
 
 mod state;
 
 pub use state::{Fault, CHARGES_MAX};
 
-use crate::model::{Charge, ChargeRequest, RefundRequest, WebhookEvent};
-use axum::extract::{Path, Query, State};
+use crate::model::{Charge, ChargeRequest, ChargeStatus, RefundRequest, WebhookEvent};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use state::{Refusal, SimState};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -41,6 +47,8 @@ pub struct SimConfig {
     pub webhook_secret: Vec<u8>,
     /// How long a `timeout` fault holds the request (then nothing is charged).
     pub timeout_fault_ms: u64,
+    /// The base URL buyers reach the simulator at, for payment pages.
+    pub public_url: String,
 }
 
 impl Default for SimConfig {
@@ -49,6 +57,7 @@ impl Default for SimConfig {
             webhook_url: None,
             webhook_secret: Vec::new(),
             timeout_fault_ms: TIMEOUT_FAULT_MS,
+            public_url: "http://127.0.0.1:7300".to_string(),
         }
     }
 }
@@ -69,8 +78,9 @@ impl Sim {
 }
 
 pub fn router(config: SimConfig) -> Router {
+    let state = SimState::new(config.public_url.clone());
     let sim = Sim {
-        state: Arc::new(Mutex::new(SimState::default())),
+        state: Arc::new(Mutex::new(state)),
         config: Arc::new(config),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -84,6 +94,7 @@ pub fn router(config: SimConfig) -> Router {
         .route("/v1/charges/{id}/cancel", post(cancel))
         .route("/v1/refunds", post(refund))
         .route("/v1/sim/charges/{id}/complete", post(complete))
+        .route("/v1/pay/{token}", get(page).post(pay))
         .route("/v1/sim/webhooks/{id}/resend", post(resend))
         .route("/v1/sim/faults", post(faults))
         .route("/v1/sim/ledger", get(ledger))
@@ -327,6 +338,85 @@ async fn complete(
             ok::<Charge>(charge)
         }
         Err(refused) => refusal(refused),
+    }
+}
+
+/// A buyer page: the hosted payment page asks for a card (a test token), a 3-D Secure page
+/// for approval.
+async fn page(State(sim): State<Sim>, Path(token): Path<String>) -> Response {
+    let Some(page) = sim.state().page(&token) else {
+        return error(
+            404,
+            "not_found",
+            "no payment page with this registration token",
+        );
+    };
+    let Some(charge) = sim.state().charge_by_id(&page.charge_id) else {
+        return error(404, "not_found", "the page's charge is gone");
+    };
+    if !matches!(charge.status, ChargeStatus::Pending { .. }) {
+        return Html("<!doctype html><p>This payment is already complete.</p>".to_string())
+            .into_response();
+    }
+    let amount = format!("{} minor units of {}", charge.amount_minor, charge.currency);
+    let field = if page.asks_card {
+        r#"<label>Card (test token) <input name="card_token" value="tok_visa"></label>"#
+    } else {
+        r#"<input type="hidden" name="approve" value="yes"><p>Approve this payment?</p>"#
+    };
+    Html(format!(
+        "<!doctype html><title>Tally PSP simulator</title><h1>Pay {amount}</h1>\
+         <form method=\"post\">{field}<button>Pay</button></form>"
+    ))
+    .into_response()
+}
+
+/// The buyer submits the page: the charge completes (a signed webhook follows) and the buyer
+/// is redirected back to the merchant with the outcome.
+async fn pay(
+    State(sim): State<Sim>,
+    Path(token): Path<String>,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let Some(page) = sim.state().page(&token) else {
+        return error(
+            404,
+            "not_found",
+            "no payment page with this registration token",
+        );
+    };
+    let succeed = if page.asks_card {
+        match form.get("card_token").map(String::as_str) {
+            Some("tok_decline" | "tok_insufficient") => false,
+            Some(token) if token.starts_with("tok_") => true,
+            _ => {
+                return error(
+                    400,
+                    "invalid_request",
+                    "card_token must be a test token such as tok_visa (never a card number)",
+                )
+            }
+        }
+    } else {
+        form.get("approve").map(String::as_str) == Some("yes")
+    };
+    let completed = sim.state().complete(&page.charge_id, succeed, now_s());
+    let (charge, event) = match completed {
+        Ok(done) => done,
+        Err(refused) => return refusal(refused),
+    };
+    tokio::spawn(deliver(sim.clone(), event));
+    let status = if succeed { "succeeded" } else { "failed" };
+    match page.return_url {
+        Some(url) => {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            Redirect::to(&format!(
+                "{url}{separator}charge_id={}&status={status}",
+                charge.charge_id
+            ))
+            .into_response()
+        }
+        None => Html(format!("<!doctype html><p>Payment {status}.</p>")).into_response(),
     }
 }
 

@@ -72,12 +72,34 @@ pub struct SimState {
     ledger: Vec<SimLedgerRow>,
     faults: VecDeque<Fault>,
     pub events: BTreeMap<String, WebhookEvent>,
+    /// Where buyers reach this simulator (the payment pages' base URL).
+    pub public_url: String,
+    /// Buyer pages by registration token: 3-D Secure and hosted payment pages.
+    pages: BTreeMap<String, Page>,
+}
+
+/// A page a buyer completes a pending charge on.
+#[derive(Clone, Debug)]
+pub struct Page {
+    pub charge_id: String,
+    /// Where the buyer goes back to after the page (hosted pages).
+    pub return_url: Option<String>,
+    /// A hosted page asks for the card; a 3-D Secure page only for approval.
+    pub asks_card: bool,
 }
 
 impl SimState {
     fn next(&mut self, prefix: &str) -> String {
         self.next_id += 1;
         format!("{prefix}_{:08}", self.next_id)
+    }
+
+    /// An empty simulator whose buyer pages live under `public_url`.
+    pub fn new(public_url: String) -> Self {
+        SimState {
+            public_url,
+            ..SimState::default()
+        }
     }
 
     pub fn queue_faults(&mut self, fault: Fault, count: u32) -> Result<(), Refusal> {
@@ -149,6 +171,29 @@ impl SimState {
         }
     }
 
+    /// Registers a buyer page for `charge_id` and answers its URL.
+    fn open_page(
+        &mut self,
+        charge_id: &str,
+        return_url: Option<String>,
+        asks_card: bool,
+    ) -> String {
+        let token = self.next("reg");
+        self.pages.insert(
+            token.clone(),
+            Page {
+                charge_id: charge_id.to_string(),
+                return_url,
+                asks_card,
+            },
+        );
+        format!("{}/v1/pay/{token}", self.public_url.trim_end_matches('/'))
+    }
+
+    pub fn page(&self, token: &str) -> Option<Page> {
+        self.pages.get(token).cloned()
+    }
+
     /// Runs a charge whose key `begin_charge` let through.
     pub fn charge(
         &mut self,
@@ -204,6 +249,20 @@ impl SimState {
                     payload: format!("tallysim://qr/{charge_id}"),
                 },
             },
+            PaymentMethod::Hosted => {
+                let Some(return_url) = request.return_url.clone() else {
+                    return Err(refuse(
+                        400,
+                        "invalid_request",
+                        "a hosted payment needs return_url: where the buyer comes back to",
+                    ));
+                };
+                ChargeStatus::Pending {
+                    next_action: NextAction::RedirectToUrl {
+                        url: self.open_page(&charge_id, Some(return_url), true),
+                    },
+                }
+            }
             PaymentMethod::Card { token } => match token.as_str() {
                 "tok_decline" => ChargeStatus::Declined {
                     code: "card_declined".to_string(),
@@ -215,7 +274,7 @@ impl SimState {
                 },
                 "tok_3ds" => ChargeStatus::Pending {
                     next_action: NextAction::RedirectToUrl {
-                        url: format!("/v1/sim/3ds/{charge_id}"),
+                        url: self.open_page(&charge_id, request.return_url.clone(), false),
                     },
                 },
                 token if token.starts_with("tok_") => settled,

@@ -5,8 +5,8 @@ use super::super::txn::Txn;
 use super::postings::{capture, CaptureSource};
 use super::{changed, check_text, unchanged};
 use crate::limits::{
-    ORDERS_PER_PAYMENT_MAX, ORDER_ERROR_BYTES_MAX, PSP_REFERENCE_BYTES_MAX, RISK_REASONS_MAX,
-    RISK_REASON_BYTES_MAX,
+    NEXT_ACTION_BYTES_MAX, ORDERS_PER_PAYMENT_MAX, ORDER_ERROR_BYTES_MAX, PSP_REFERENCE_BYTES_MAX,
+    RISK_REASONS_MAX, RISK_REASON_BYTES_MAX,
 };
 use crate::money::Currency;
 use crate::payment::chart;
@@ -24,6 +24,13 @@ fn check_method(method: &PaymentMethod, capture: CaptureMode) -> Result<(), Paym
             Err(PaymentError::WalletPaymentsCaptureAutomatically)
         }
         PaymentMethod::Wallet | PaymentMethod::Qr => Ok(()),
+        PaymentMethod::Hosted { return_url } => {
+            check_text("method.return_url", return_url, NEXT_ACTION_BYTES_MAX)?;
+            if !(return_url.starts_with("https://") || return_url.starts_with("http://")) {
+                return Err(PaymentError::ReturnUrlInvalid);
+            }
+            Ok(())
+        }
     }
 }
 
@@ -131,6 +138,7 @@ pub(super) fn create<S: LedgerRead>(
             released: false,
             refunds: Vec::new(),
             last_error: None,
+            next_action: None,
             created_at_ns: now_ns,
             updated_at_ns: now_ns,
         })

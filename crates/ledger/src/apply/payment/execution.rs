@@ -7,11 +7,11 @@ use super::super::txn::Txn;
 use super::postings::{capture, CaptureSource};
 use super::{changed, check_text, invalid_transition, payment_of, unchanged};
 use crate::limits::{
-    NANOS_PER_MILLISECOND, ORDER_ERROR_BYTES_MAX, ORDER_LEASE_MS_MAX, PENDING_CHECK_AFTER_MS,
-    PSP_REFERENCE_BYTES_MAX,
+    NANOS_PER_MILLISECOND, NEXT_ACTION_BYTES_MAX, ORDER_ERROR_BYTES_MAX, ORDER_LEASE_MS_MAX,
+    PENDING_CHECK_AFTER_MS, PSP_REFERENCE_BYTES_MAX,
 };
 use crate::payment::{
-    ChargeOutcome, Order, OrderError, OrderId, OrderState, PaymentError, PaymentMethod,
+    ChargeOutcome, NextAction, Order, OrderError, OrderId, OrderState, PaymentError, PaymentMethod,
     PaymentOutcome,
 };
 use crate::store::LedgerRead;
@@ -41,7 +41,7 @@ pub(super) fn claim<S: LedgerRead>(
                 state: "a wallet payment (settled without a PSP)".to_string(),
             })
         }
-        Some(PaymentMethod::Card { .. } | PaymentMethod::Qr) => {}
+        Some(PaymentMethod::Card { .. } | PaymentMethod::Qr | PaymentMethod::Hosted { .. }) => {}
     }
     let order = payment
         .order_mut(order_id)
@@ -84,8 +84,18 @@ pub(super) fn claim<S: LedgerRead>(
 
 fn check_outcome(outcome: &ChargeOutcome, order: &Order) -> Result<(), PaymentError> {
     match outcome {
-        ChargeOutcome::Pending { psp_charge_id } => {
-            check_text("psp_charge_id", psp_charge_id, PSP_REFERENCE_BYTES_MAX)
+        ChargeOutcome::Pending {
+            psp_charge_id,
+            next_action,
+        } => {
+            check_text("psp_charge_id", psp_charge_id, PSP_REFERENCE_BYTES_MAX)?;
+            match next_action {
+                Some(NextAction::RedirectToUrl { url: text })
+                | Some(NextAction::ShowQr { payload: text }) => {
+                    check_text("next_action", text, NEXT_ACTION_BYTES_MAX)
+                }
+                None => Ok(()),
+            }
         }
         ChargeOutcome::Authorized {
             psp_charge_id,
@@ -133,13 +143,20 @@ pub(super) fn record_outcome<S: LedgerRead>(
         })
     };
     match outcome {
-        ChargeOutcome::Pending { psp_charge_id } => {
+        ChargeOutcome::Pending {
+            psp_charge_id,
+            next_action,
+        } => {
             // Still pending at a status check pushes the next check out (same rank, so not a
             // step back); anything past pending ignores it.
             if rank > PENDING_RANK {
                 return unchanged(payment);
             }
             order.psp_charge_id = Some(psp_charge_id.clone());
+            // A status check may not repeat the action; keep the one the charge gave.
+            if next_action.is_some() {
+                order.next_action = next_action.clone();
+            }
             order.state = OrderState::Pending {
                 check_at_ns: now_ns + PENDING_CHECK_AFTER_MS * NANOS_PER_MILLISECOND,
             };
@@ -198,6 +215,9 @@ pub(super) fn record_outcome<S: LedgerRead>(
             order.state = OrderState::Failed;
             order.last_error = error(code, message);
         }
+    }
+    if order.state.rank() > PENDING_RANK {
+        order.next_action = None;
     }
     order.updated_at_ns = now_ns;
     changed(txn, payment, now_ns)
