@@ -145,7 +145,8 @@ pub async fn run(json: bool, gateway: &GatewayArgs, args: BenchPaymentsArgs) -> 
             let mut sequence: u64 = 0;
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                 sequence += 1;
-                let id = format!("b{run_id}-{client_index}-{sequence}");
+                // Hex, so no id holds a long digit run that could pass for a card number.
+                let id = format!("b{run_id:x}-{client_index:x}-{sequence:x}");
                 let buyer = (sequence as u32).wrapping_add(client_index as u32) % buyers;
                 let request = pb::CreatePaymentRequest {
                     checkout_id: format!("c{id}"),

@@ -12,6 +12,7 @@
 
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
+use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
@@ -34,6 +35,9 @@ pub struct ExecutorConfig {
     pub idle_poll_ms: u64,
     /// Orders taken per sweep.
     pub orders_per_sweep_max: u32,
+    /// Orders of a sweep worked at once (each waits on the ledger and the PSP, so a sequential
+    /// executor would be bound by their round trips, not by work).
+    pub orders_in_flight_max: usize,
     /// Deadline of one PSP call, on top of the adapter's own.
     pub psp_call_timeout_ms: u64,
     pub retry: Backoff,
@@ -44,7 +48,8 @@ impl ExecutorConfig {
         ExecutorConfig {
             lease_ms: 30_000,
             idle_poll_ms: 100,
-            orders_per_sweep_max: 64,
+            orders_per_sweep_max: 256,
+            orders_in_flight_max: 64,
             psp_call_timeout_ms: 10_000,
             retry,
         }
@@ -144,11 +149,21 @@ impl Executor {
             orders_due: due.len(),
             ..SweepReport::default()
         };
-        for (_, order_id) in due {
-            match self.work(&order_id).await? {
-                Some(kind) => *report.outcomes.entry(kind).or_default() += 1,
-                None => report.skipped += 1,
+        let mut worked = futures::stream::iter(due)
+            .map(|(_, order_id)| async move { self.work(&order_id).await })
+            .buffer_unordered(self.config.orders_in_flight_max.max(1));
+        let mut failed = None;
+        while let Some(result) = worked.next().await {
+            match result {
+                Ok(Some(kind)) => *report.outcomes.entry(kind).or_default() += 1,
+                Ok(None) => report.skipped += 1,
+                // Finish the others first: each is idempotent, and an abandoned claim only
+                // waits for its lease.
+                Err(error) => failed = Some(error),
             }
+        }
+        if let Some(error) = failed {
+            return Err(error);
         }
         if let Some(metrics) = &self.metrics {
             for (kind, count) in &report.outcomes {

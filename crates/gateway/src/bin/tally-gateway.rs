@@ -81,6 +81,9 @@ struct Args {
     lease_ms: u64,
     #[arg(long, default_value_t = 100)]
     idle_poll_ms: u64,
+    /// Orders the executor works at once.
+    #[arg(long, default_value_t = 64)]
+    executor_concurrency: usize,
     #[arg(long, default_value_t = 200)]
     retry_base_ms: u64,
     #[arg(long, default_value_t = 60_000)]
@@ -126,6 +129,7 @@ fn settings(args: &Args) -> Result<GatewaySettings> {
         )?);
         config.lease_ms = args.lease_ms;
         config.idle_poll_ms = args.idle_poll_ms;
+        config.orders_in_flight_max = args.executor_concurrency.max(1);
         config.psp_call_timeout_ms = args.psp_timeout_ms;
         Some(config)
     };
