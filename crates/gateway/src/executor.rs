@@ -166,6 +166,7 @@ impl Executor {
             return Err(error);
         }
         if let Some(metrics) = &self.metrics {
+            metrics.set_orders_due(report.orders_due);
             for (kind, count) in &report.outcomes {
                 metrics.count_outcome(kind, *count);
             }

@@ -1,9 +1,11 @@
-//! The gateway's Prometheus metrics: request latency by route, PSP outcomes by kind, retries.
+//! The gateway's Prometheus metrics: request latency by route, PSP outcomes by kind (retries
+//! are `retry_scheduled`), webhooks by result, and the executor's backlog of due orders.
 //! One registry per gateway process, rendered in the text exposition format at `/metrics`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::Mutex;
@@ -30,6 +32,8 @@ pub struct Metrics {
     pub request_seconds: Family<RouteOnly, Histogram>,
     pub psp_outcomes: Family<OutcomeLabels, Counter>,
     pub webhooks: Family<OutcomeLabels, Counter>,
+    /// Orders the last sweep found due (not started, retry due, lease expired, pending check).
+    pub orders_due: Gauge,
 }
 
 impl Default for Metrics {
@@ -48,6 +52,7 @@ impl Metrics {
         });
         let psp_outcomes = Family::<OutcomeLabels, Counter>::default();
         let webhooks = Family::<OutcomeLabels, Counter>::default();
+        let orders_due = Gauge::default();
         registry.register(
             "requests",
             "Requests by route and result code",
@@ -68,8 +73,14 @@ impl Metrics {
             "PSP webhooks received, by result",
             webhooks.clone(),
         );
+        registry.register(
+            "orders_due",
+            "Orders the executor's last sweep found due (a backlog that grows means it falls behind)",
+            orders_due.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
+            orders_due,
             requests,
             request_seconds,
             psp_outcomes,
@@ -97,6 +108,11 @@ impl Metrics {
                 kind: kind.to_string(),
             })
             .inc_by(count);
+    }
+
+    pub fn set_orders_due(&self, count: usize) {
+        self.orders_due
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     pub fn count_webhook(&self, result: &str) {
@@ -127,7 +143,9 @@ mod tests {
         let metrics = Metrics::new();
         metrics.observe_request("create_payment", "ok", 0.002);
         metrics.count_outcome("captured", 3);
+        metrics.set_orders_due(7);
         let text = metrics.render();
+        assert!(text.contains("tally_gateway_orders_due 7"), "{text}");
         assert!(
             text.contains("tally_gateway_requests_total{route=\"create_payment\",code=\"ok\"} 1"),
             "{text}"

@@ -1222,3 +1222,52 @@ async fn a_hosted_page_payment_sends_the_buyer_to_the_psp_and_back_and_the_webho
     gateway.stop().await;
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_api_key_stops_working_within_the_key_cache_time() {
+    let (stack, mut gateway, key) = start(false).await;
+    let get = || pb::GetPaymentOrderRequest {
+        order_id: "nope".to_string(),
+    };
+    let known = gateway
+        .payments
+        .get_payment_order(authed(get(), &key))
+        .await
+        .unwrap_err();
+    assert_eq!(known.code(), tonic::Code::NotFound, "the key works");
+    let flipped = if key.ends_with('0') { '1' } else { '0' };
+    let wrong_secret = format!("{}{flipped}", &key[..key.len() - 1]);
+    let wrong = gateway
+        .payments
+        .get_payment_order(authed(get(), &wrong_secret))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        wrong.code(),
+        tonic::Code::Unauthenticated,
+        "a cached key still checks the secret"
+    );
+    let key_id = key.split('_').nth(1).unwrap().to_string();
+    gateway
+        .merchants
+        .revoke_api_key(authed(
+            pb::RevokeApiKeyRequest {
+                merchant_id: "platform".to_string(),
+                key_id,
+            },
+            ADMIN_TOKEN,
+        ))
+        .await
+        .unwrap();
+    // The gateway under test caches key records for 1 s.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let revoked = gateway
+        .payments
+        .get_payment_order(authed(get(), &key))
+        .await
+        .unwrap_err();
+    assert_eq!(revoked.code(), tonic::Code::Unauthenticated);
+    assert_eq!(error_code(&revoked), "api_key_revoked");
+    gateway.stop().await;
+    stack.stop().await;
+}

@@ -11,6 +11,7 @@ use crate::api_key::{self, ApiKeyHash, StoredApiKey};
 use crate::card_number::refuse_card_numbers;
 use crate::executor::Clock;
 use crate::idempotency_hash::request_hash;
+use crate::lru::LruMap;
 use crate::rate_limit::RateLimiter;
 use crate::risk::{Fallback, FallbackLimits, RiskPolicy, RiskRequest, RiskService};
 use crate::secret::Secret;
@@ -51,9 +52,22 @@ pub struct ApiConfig {
     pub psp_call_timeout_ms: u64,
     /// How long a begun idempotency key keeps other calls with it away; must cover a call.
     pub idempotency_lease_ms: u64,
+    /// How long a key record read from the ledger is reused to authenticate (0: never); a
+    /// revocation takes effect on this gateway within it.
+    pub api_key_cache_ms: u64,
     /// Refuse requests without a `tally-signature` (an HMAC keyed by the API key, see
     /// `signing`); when false a signature is still checked if sent.
     pub require_signatures: bool,
+}
+
+/// API key records one gateway keeps (the least recently used goes first).
+pub const API_KEYS_CACHED_MAX: usize = 100_000;
+
+#[derive(Clone)]
+struct CachedKey {
+    merchant_id: MerchantId,
+    stored: StoredApiKey,
+    fetched_at_ms: u64,
 }
 
 pub struct PaymentsApi {
@@ -63,6 +77,8 @@ pub struct PaymentsApi {
     rate_limiter: Mutex<RateLimiter>,
     /// Nonces of signed requests seen within the replay window (per gateway copy).
     nonces: Mutex<NonceCache>,
+    /// Key records by key id, each reused for `api_key_cache_ms`.
+    key_cache: Mutex<LruMap<Option<CachedKey>>>,
     /// Draws API key secrets. Seeded from the OS in production, from a seed in simulations.
     rng: Mutex<StdRng>,
     clock: Clock,
@@ -84,6 +100,7 @@ impl PaymentsApi {
             psp,
             risk,
             rate_limiter: Mutex::new(rate_limiter),
+            key_cache: Mutex::new(LruMap::new(API_KEYS_CACHED_MAX)),
             nonces: Mutex::new(
                 NonceCache::new(signing::NONCE_CACHE_ENTRIES_MAX)
                     .expect("the module's own bound is valid"),
@@ -120,6 +137,55 @@ impl PaymentsApi {
             .map_err(|error| ApiError::unauthenticated(error.code(), error.to_string()))?;
         let key_id = tally_ledger::payment::ApiKeyId::new(key.key_id().as_str())
             .map_err(|error| ApiError::unauthenticated("api_key_malformed", error.to_string()))?;
+        let (merchant_id, stored) = match self.cached_key(&key_id) {
+            Some(cached) => (Some(cached.merchant_id), Some(cached.stored)),
+            None => self.fetch_key(&key_id).await?,
+        };
+        api_key::verify(&key, stored.as_ref())
+            .map_err(|error| ApiError::unauthenticated(error.code(), error.to_string()))?;
+        let merchant_id = merchant_id.ok_or_else(|| {
+            ApiError::unauthenticated("api_key_unknown", "the API key is not known")
+        })?;
+        let limited = self
+            .rate_limiter
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .check(merchant_id.as_str(), self.now_ms());
+        if let Err(limited) = limited {
+            let mut error = ApiError::new(
+                ErrorKind::ResourceExhausted,
+                limited.code(),
+                limited.to_string(),
+            );
+            error.retry_after_ms = Some(limited.retry_after_ms);
+            return Err(error);
+        }
+        Ok(merchant_id)
+    }
+
+    /// A key record read from the ledger within `api_key_cache_ms`, if any.
+    fn cached_key(&self, key_id: &tally_ledger::payment::ApiKeyId) -> Option<CachedKey> {
+        let ttl_ms = self.config.api_key_cache_ms;
+        if ttl_ms == 0 {
+            return None;
+        }
+        let now_ms = self.now_ms();
+        let mut cache = self
+            .key_cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        cache
+            .get_or_insert_with(key_id.as_str(), || None)
+            .as_ref()
+            .filter(|cached| now_ms.saturating_sub(cached.fetched_at_ms) < ttl_ms)
+            .cloned()
+    }
+
+    /// The merchant holding `key_id` and the key's stored record, from the ledger (cached).
+    async fn fetch_key(
+        &self,
+        key_id: &tally_ledger::payment::ApiKeyId,
+    ) -> Result<(Option<MerchantId>, Option<StoredApiKey>), ApiError> {
         let merchant = match self
             .ledger
             .query_payments(&PaymentQuery::MerchantByApiKey {
@@ -130,36 +196,30 @@ impl PaymentsApi {
             PaymentQueryResult::Merchant(merchant) => merchant,
             _ => return Err(unexpected_answer()),
         };
-        let stored = merchant.as_ref().and_then(|merchant| {
-            merchant
-                .api_keys
-                .iter()
-                .find(|record| record.key_id == key_id)
-                .map(|record| StoredApiKey {
-                    hash: ApiKeyHash(record.secret_hash),
-                    revoked: record.revoked_at_ns.is_some(),
-                })
-        });
-        api_key::verify(&key, stored.as_ref())
-            .map_err(|error| ApiError::unauthenticated(error.code(), error.to_string()))?;
-        let merchant = merchant.ok_or_else(|| {
-            ApiError::unauthenticated("api_key_unknown", "the API key is not known")
-        })?;
-        let limited = self
-            .rate_limiter
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .check(merchant.id.as_str(), self.now_ms());
-        if let Err(limited) = limited {
-            let mut error = ApiError::new(
-                ErrorKind::ResourceExhausted,
-                limited.code(),
-                limited.to_string(),
-            );
-            error.retry_after_ms = Some(limited.retry_after_ms);
-            return Err(error);
+        let Some(merchant) = merchant else {
+            return Ok((None, None));
+        };
+        let stored = merchant
+            .api_keys
+            .iter()
+            .find(|record| record.key_id == *key_id)
+            .map(|record| StoredApiKey {
+                hash: ApiKeyHash(record.secret_hash),
+                revoked: record.revoked_at_ns.is_some(),
+            });
+        if let (Some(stored), true) = (stored, self.config.api_key_cache_ms > 0) {
+            let fetched_at_ms = self.now_ms();
+            let mut cache = self
+                .key_cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            *cache.get_or_insert_with(key_id.as_str(), || None) = Some(CachedKey {
+                merchant_id: merchant.id.clone(),
+                stored,
+                fetched_at_ms,
+            });
         }
-        Ok(merchant.id)
+        Ok((Some(merchant.id), stored))
     }
 
     /// `authenticate`, then the request's signature if it has one (or if this gateway requires

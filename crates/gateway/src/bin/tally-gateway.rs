@@ -71,6 +71,10 @@ struct Args {
     /// Payments up to this (`CUR=amount`, repeatable) go ahead flagged when risk is down.
     #[arg(long = "risk-fallback-max", value_name = "CUR=AMOUNT")]
     risk_fallback_max: Vec<String>,
+    /// Reuse an API key record read from the ledger for this long (0: read it every request);
+    /// a revoked key stops working on this gateway within it.
+    #[arg(long, default_value_t = 1_000)]
+    api_key_cache_ms: u64,
     /// Refuse payment requests without a `tally-signature` HMAC (keyed by the API key).
     #[arg(long, env = "TALLY_REQUIRE_SIGNATURES")]
     require_signatures: bool,
@@ -147,6 +151,7 @@ fn settings(args: &Args) -> Result<GatewaySettings> {
             // Covers the slowest call: a capture or refund waiting its whole PSP deadline.
             idempotency_lease_ms: args.psp_timeout_ms.saturating_mul(3).max(1_000),
             require_signatures: args.require_signatures,
+            api_key_cache_ms: args.api_key_cache_ms,
         },
         rate_limit: RateLimitConfig {
             burst_requests_max: args.rate_limit_burst,

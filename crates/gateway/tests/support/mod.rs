@@ -178,6 +178,7 @@ impl Stack {
                 psp_call_timeout_ms: 1_500,
                 idempotency_lease_ms: 5_000,
                 require_signatures: false,
+                api_key_cache_ms: 1_000,
             },
             rate_limit,
             risk,
