@@ -314,3 +314,37 @@ async fn a_hosted_page_takes_the_card_redirects_back_and_the_charge_completes() 
     assert_eq!(done.status, ChargeStatus::Captured);
     assert_eq!(charges_under(&psp, "o-hosted-2").await, 1);
 }
+
+#[tokio::test]
+async fn faults_configured_at_start_hit_the_first_money_calls_in_order() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    assert!(tally_psp::sim::is_fault("latency=5"));
+    assert!(!tally_psp::sim::is_fault("meteor"));
+    tokio::spawn(serve(
+        listener,
+        SimConfig {
+            webhook_secret: SECRET.to_vec(),
+            public_url: base_url.clone(),
+            faults: vec![("error_500".to_string(), 1), ("meteor".to_string(), 3)],
+            ..SimConfig::default()
+        },
+    ));
+    let psp = SimPsp::new(SimPspConfig {
+        base_url,
+        timeout_ms: 2_000,
+        webhook_secret: SECRET.to_vec(),
+    });
+    let first = psp
+        .charge(charge_request("o-f", "tok_visa", 100, true))
+        .await
+        .unwrap_err();
+    assert_eq!(first.kind, ErrorKind::Retryable);
+    // The unknown start-up fault was skipped, not queued.
+    let second = psp
+        .charge(charge_request("o-f", "tok_visa", 100, true))
+        .await
+        .unwrap();
+    assert_eq!(second.status, ChargeStatus::Captured);
+    assert_eq!(charges_under(&psp, "o-f").await, 1);
+}

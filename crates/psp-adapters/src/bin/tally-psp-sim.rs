@@ -24,6 +24,10 @@ struct Args {
     /// How long an injected `timeout` fault holds a request before giving up uncharged.
     #[arg(long, default_value_t = 30_000)]
     timeout_fault_ms: u64,
+    /// Faults for the first money calls, in order: KIND:COUNT with KIND one of timeout,
+    /// error_500, lost_response, latency=<ms> (repeatable; more by POST /v1/sim/faults).
+    #[arg(long = "fault", value_name = "KIND:COUNT")]
+    faults: Vec<String>,
     /// The base URL buyers reach the simulator at (payment pages); default http://<listen>.
     #[arg(long, env = "TALLY_PSP_PUBLIC_URL")]
     public_url: Option<String>,
@@ -37,6 +41,17 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    let mut faults = Vec::with_capacity(args.faults.len());
+    for entry in &args.faults {
+        let parsed = entry
+            .rsplit_once(':')
+            .and_then(|(kind, count)| Some((kind, count.parse::<u32>().ok()?)))
+            .filter(|(kind, _)| tally_psp::sim::is_fault(kind));
+        let Some((kind, count)) = parsed else {
+            anyhow::bail!("--fault {entry:?}: write KIND:COUNT, KIND one of timeout, error_500, lost_response, latency=<ms>");
+        };
+        faults.push((kind.to_string(), count));
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
@@ -50,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
             public_url: args
                 .public_url
                 .unwrap_or_else(|| format!("http://{}", args.listen)),
+            faults,
         },
     )
     .await?;

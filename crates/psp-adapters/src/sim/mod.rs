@@ -49,6 +49,14 @@ pub struct SimConfig {
     pub timeout_fault_ms: u64,
     /// The base URL buyers reach the simulator at, for payment pages.
     pub public_url: String,
+    /// Faults queued at start, in order: (`timeout` | `error_500` | `lost_response` |
+    /// `latency=<ms>`, how many money calls get it). Check them with [`is_fault`].
+    pub faults: Vec<(String, u32)>,
+}
+
+/// Whether `text` names a fault the simulator can inject.
+pub fn is_fault(text: &str) -> bool {
+    Fault::parse(text).is_some()
 }
 
 impl Default for SimConfig {
@@ -58,6 +66,7 @@ impl Default for SimConfig {
             webhook_secret: Vec::new(),
             timeout_fault_ms: TIMEOUT_FAULT_MS,
             public_url: "http://127.0.0.1:7300".to_string(),
+            faults: Vec::new(),
         }
     }
 }
@@ -78,7 +87,15 @@ impl Sim {
 }
 
 pub fn router(config: SimConfig) -> Router {
-    let state = SimState::new(config.public_url.clone());
+    let mut state = SimState::new(config.public_url.clone());
+    for (text, count) in &config.faults {
+        let queued = Fault::parse(text)
+            .ok_or(())
+            .and_then(|fault| state.queue_faults(fault, *count).map_err(|_| ()));
+        if queued.is_err() {
+            tracing::warn!(fault = %text, count, "start-up fault not queued (unknown, or over the bound)");
+        }
+    }
     let sim = Sim {
         state: Arc::new(Mutex::new(state)),
         config: Arc::new(config),
