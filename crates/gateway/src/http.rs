@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
 use tally_ledger::limits::NANOS_PER_SECOND;
-use tally_ledger::payment::{OrderId, PaymentCommand, PaymentQuery};
+use tally_ledger::payment::{OrderId, PaymentCommand, PaymentQuery, PaymentQueryResult};
 use tally_proto::client::LedgerClient;
 use tally_psp::Psp;
 
@@ -116,6 +116,14 @@ async fn ready(State(state): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
+    // Counts come from the ledger's meta (no scan); without a leader the last values stay.
+    if let Ok(PaymentQueryResult::OrderStateCounts(counts)) = state
+        .ledger
+        .query_payments(&PaymentQuery::OrderStateCounts)
+        .await
+    {
+        state.metrics.set_orders_by_state(&counts);
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -34,6 +34,13 @@ pub struct Metrics {
     pub webhooks: Family<OutcomeLabels, Counter>,
     /// Orders the last sweep found due (not started, retry due, lease expired, pending check).
     pub orders_due: Gauge,
+    /// Orders by state, cluster-wide, read from the ledger at each scrape.
+    pub orders: Family<StateLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
 }
 
 impl Default for Metrics {
@@ -53,6 +60,12 @@ impl Metrics {
         let psp_outcomes = Family::<OutcomeLabels, Counter>::default();
         let webhooks = Family::<OutcomeLabels, Counter>::default();
         let orders_due = Gauge::default();
+        let orders = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "orders",
+            "Orders by state, cluster-wide (from the replicated ledger, at scrape time)",
+            orders.clone(),
+        );
         registry.register(
             "requests",
             "Requests by route and result code",
@@ -81,6 +94,7 @@ impl Metrics {
         Metrics {
             registry: Mutex::new(registry),
             orders_due,
+            orders,
             requests,
             request_seconds,
             psp_outcomes,
@@ -108,6 +122,18 @@ impl Metrics {
                 kind: kind.to_string(),
             })
             .inc_by(count);
+    }
+
+    /// Replaces the orders-by-state gauges with `counts`.
+    pub fn set_orders_by_state(&self, counts: &std::collections::BTreeMap<String, u64>) {
+        self.orders.clear();
+        for (state, count) in counts {
+            self.orders
+                .get_or_create(&StateLabels {
+                    state: state.clone(),
+                })
+                .set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn set_orders_due(&self, count: usize) {
@@ -144,8 +170,16 @@ mod tests {
         metrics.observe_request("create_payment", "ok", 0.002);
         metrics.count_outcome("captured", 3);
         metrics.set_orders_due(7);
+        metrics.set_orders_by_state(&std::collections::BTreeMap::from([(
+            "succeeded".to_string(),
+            4,
+        )]));
         let text = metrics.render();
         assert!(text.contains("tally_gateway_orders_due 7"), "{text}");
+        assert!(
+            text.contains("tally_gateway_orders{state=\"succeeded\"} 4"),
+            "{text}"
+        );
         assert!(
             text.contains("tally_gateway_requests_total{route=\"create_payment\",code=\"ok\"} 1"),
             "{text}"

@@ -116,6 +116,16 @@ async fn settled_order(gateway: &mut Gateway, key: &str, order: &str) -> pb::Pay
     }
 }
 
+/// The gateway's `/metrics` text.
+async fn scrape(gateway: &Gateway) -> String {
+    reqwest::get(format!("{}/metrics", gateway.http_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 fn balance(stack: &Stack, account: AccountId) -> i128 {
     let view = tally_raft_store::ledger_view(&*stack.kv);
     view.account(account).map_or(0, |a| {
@@ -297,6 +307,11 @@ async fn checkout_of_three_orders_is_held_then_fulfilled_into_available_net_of_f
     assert_eq!(payment.status, "succeeded");
     assert_eq!(payment.orders[0].held, "0.00");
     assert_psp_record_matches_ledger(&stack, &mut gateway, &key).await;
+    let metrics = scrape(&gateway).await;
+    assert!(
+        metrics.contains("tally_gateway_orders{state=\"succeeded\"} 3"),
+        "{metrics}"
+    );
     stack.audit();
     gateway.stop().await;
     stack.stop().await;
@@ -557,12 +572,7 @@ async fn a_qr_payment_is_completed_by_the_psps_signed_webhook() {
         settled.qr_payload.is_empty(),
         "nothing left for the buyer to do"
     );
-    let metrics = reqwest::get(format!("{}/metrics", gateway.http_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&gateway).await;
     assert!(
         metrics.contains("tally_gateway_webhooks_total{kind=\"ok\"}"),
         "{metrics}"
@@ -996,12 +1006,7 @@ async fn standard_grpc_tools_see_health_reflection_and_http_probes() {
             .unwrap();
         assert_eq!(response.status(), status, "{path}");
     }
-    let metrics = reqwest::get(format!("{}/metrics", gateway.http_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&gateway).await;
     assert!(
         metrics.contains("tally_gateway_requests_total{route=\"create_api_key\",code=\"ok\"}"),
         "{metrics}"

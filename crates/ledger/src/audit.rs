@@ -41,6 +41,11 @@ pub enum InvariantViolation {
         held_debits: u128,
         held_credits: u128,
     },
+    #[error("orders by state: the ledger meta says {recorded:?}, the payments say {recounted:?}")]
+    OrderCountsDrifted {
+        recorded: BTreeMap<String, u64>,
+        recounted: BTreeMap<String, u64>,
+    },
     #[error("seller held account {account_id}: ledger has net {ledger_net} and pending {ledger_pending}, its orders say net {orders_net} and pending {orders_pending}")]
     PaymentsDrifted {
         account_id: AccountId,
@@ -142,9 +147,11 @@ pub fn audit<S: LedgerRead>(store: &S) -> Result<AuditReport, Box<InvariantViola
 fn audit_payments<S: LedgerRead>(store: &S) -> Result<(), Box<InvariantViolation>> {
     // Per held account: (net posted credits expected, pending debits expected).
     let mut expected: BTreeMap<AccountId, (i128, u128)> = BTreeMap::new();
+    let mut recounted: BTreeMap<String, u64> = BTreeMap::new();
     store.scan_payments(&mut |payment| {
         for order in &payment.orders {
             order.assert_consistent();
+            *recounted.entry(order.state.name().to_string()).or_default() += 1;
             if order.captured_minor == 0 {
                 continue;
             }
@@ -160,6 +167,13 @@ fn audit_payments<S: LedgerRead>(store: &S) -> Result<(), Box<InvariantViolation
             }
         }
     });
+    let recorded = store.meta().orders_by_state;
+    if recorded != recounted {
+        return Err(Box::new(InvariantViolation::OrderCountsDrifted {
+            recorded,
+            recounted,
+        }));
+    }
     for (account_id, (orders_net, orders_pending)) in expected {
         let balances = store
             .account(account_id)

@@ -80,6 +80,9 @@ pub struct LedgerMeta {
     /// batch writes, so "debits equal credits" is checked after every batch without a scan; an
     /// audit recomputes them from the accounts.
     pub totals: BTreeMap<Currency, Balances>,
+    /// Orders by state name (`OrderState::name`), kept from the payments each batch writes so
+    /// operators can read them without a scan; an audit recounts them.
+    pub orders_by_state: BTreeMap<String, u64>,
 }
 
 /// Which side of a transfer an account was on.

@@ -362,8 +362,18 @@ fn qr_payment_is_pending_until_the_webhook_captures_it() {
         panic!("not pending")
     };
     assert!(second > first);
+    let counts = |f: &Fixture| f.store.meta().orders_by_state;
+    assert_eq!(
+        counts(&f),
+        std::collections::BTreeMap::from([("pending".to_string(), 1)])
+    );
     f.captured("o1", 1_000);
     assert_eq!(f.order_state("c1", "o1"), OrderState::Succeeded);
+    assert_eq!(
+        counts(&f),
+        std::collections::BTreeMap::from([("succeeded".to_string(), 1)]),
+        "the meta counts each order once, in its current state"
+    );
     assert_eq!(f.payment_record("c1").orders[0].next_action, None);
     assert_eq!(f.held("s1"), i128::from(1_000 - fee(1_000)));
 }

@@ -399,6 +399,18 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
         idempotency.sort_unstable_by(|a, b| a.key.cmp(&b.key));
 
         let indexes = payment_indexes(self.store, &self.payments);
+        for (state, delta) in &indexes.state_deltas {
+            let count = meta
+                .orders_by_state
+                .entry((*state).to_string())
+                .or_default();
+            *count = count
+                .checked_add_signed(*delta)
+                .expect("an order state count went below zero");
+            if *count == 0 {
+                meta.orders_by_state.remove(*state);
+            }
+        }
         let mut api_key_index = Vec::new();
         for merchant in self.merchants.values() {
             let stored = self.store.merchant(&merchant.id);
@@ -444,6 +456,8 @@ struct PaymentIndexes {
     due_removes: Vec<(u64, OrderId)>,
     release_inserts: Vec<(u64, OrderId)>,
     release_removes: Vec<(u64, OrderId)>,
+    /// Orders entering (+1) and leaving (-1) each state in this batch.
+    state_deltas: BTreeMap<&'static str, i64>,
 }
 
 /// The index changes that follow from the payments a batch wrote, by comparing each order's
@@ -469,6 +483,10 @@ fn payment_indexes<S: LedgerRead>(
                     .order_index
                     .push((order.order_id.clone(), checkout.clone()));
             }
+            if let Some(before) = before {
+                *indexes.state_deltas.entry(before.state.name()).or_default() -= 1;
+            }
+            *indexes.state_deltas.entry(order.state.name()).or_default() += 1;
             let due_before = before.and_then(|o| o.state.due_ns(o.created_at_ns));
             let due_after = order.state.due_ns(order.created_at_ns);
             if due_before != due_after {

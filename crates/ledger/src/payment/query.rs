@@ -35,6 +35,8 @@ pub enum PaymentQuery {
         up_to_ns: u64,
         limit: u32,
     },
+    /// How many orders are in each state, cluster-wide (from the replicated meta, no scan).
+    OrderStateCounts,
     /// A merchant's payments, newest first, before the cursor.
     MerchantPayments {
         merchant_id: MerchantId,
@@ -49,6 +51,8 @@ pub enum PaymentQueryResult {
     Merchant(Option<Merchant>),
     Buyer(Option<Buyer>),
     OrdersDue(Vec<(u64, OrderId)>),
+    /// Orders by `OrderState::name`; states with no orders are absent.
+    OrderStateCounts(std::collections::BTreeMap<String, u64>),
     /// The page, and the cursor of its last payment when more may follow.
     MerchantPayments {
         payments: Vec<Payment>,
@@ -75,6 +79,9 @@ pub fn query_payments<S: LedgerRead>(store: &S, query: &PaymentQuery) -> Payment
                 .and_then(|merchant| store.merchant(&merchant)),
         ),
         PaymentQuery::Buyer { buyer_id } => PaymentQueryResult::Buyer(store.buyer(buyer_id)),
+        PaymentQuery::OrderStateCounts => {
+            PaymentQueryResult::OrderStateCounts(store.meta().orders_by_state)
+        }
         PaymentQuery::OrdersDue { up_to_ns, limit } => {
             let limit = (*limit as usize).clamp(1, ORDERS_DUE_PAGE_MAX);
             PaymentQueryResult::OrdersDue(store.orders_due(*up_to_ns, limit))
