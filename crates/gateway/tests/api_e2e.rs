@@ -116,6 +116,29 @@ async fn settled_order(gateway: &mut Gateway, key: &str, order: &str) -> pb::Pay
     }
 }
 
+/// Polls the order until the PSP has left it pending on the buyer.
+async fn pending_order(gateway: &mut Gateway, key: &str, order: &str) -> pb::PaymentOrder {
+    let deadline = Instant::now() + Duration::from_millis(support::WAIT_MS_MAX);
+    loop {
+        let current = gateway
+            .payments
+            .get_payment_order(authed(
+                pb::GetPaymentOrderRequest {
+                    order_id: order.to_string(),
+                },
+                key,
+            ))
+            .await
+            .expect("order readable")
+            .into_inner();
+        if current.state == "pending" {
+            return current;
+        }
+        assert!(Instant::now() < deadline, "never pending: {current:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// The gateway's `/metrics` text.
 async fn scrape(gateway: &Gateway) -> String {
     reqwest::get(format!("{}/metrics", gateway.http_url))
@@ -537,29 +560,12 @@ async fn a_qr_payment_is_completed_by_the_psps_signed_webhook() {
         .await
         .unwrap();
     // The executor charges; the PSP answers pending until the buyer scans the code.
-    let deadline = Instant::now() + Duration::from_millis(support::WAIT_MS_MAX);
-    let charge_id = loop {
-        let order = gateway
-            .payments
-            .get_payment_order(authed(
-                pb::GetPaymentOrderRequest {
-                    order_id: "o1".to_string(),
-                },
-                &key,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        if order.state == "pending" {
-            assert!(
-                !order.qr_payload.is_empty(),
-                "the buyer needs the QR: {order:?}"
-            );
-            break order.psp_charge_id;
-        }
-        assert!(Instant::now() < deadline, "never pending: {order:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let order = pending_order(&mut gateway, &key, "o1").await;
+    assert!(
+        !order.qr_payload.is_empty(),
+        "the buyer needs the QR: {order:?}"
+    );
+    let charge_id = order.psp_charge_id;
     stack
         .psp
         .complete_pending(&charge_id, true)
@@ -1180,25 +1186,9 @@ async fn a_hosted_page_payment_sends_the_buyer_to_the_psp_and_back_and_the_webho
         ))
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_millis(support::WAIT_MS_MAX);
-    let page_url = loop {
-        let order = gateway
-            .payments
-            .get_payment_order(authed(
-                pb::GetPaymentOrderRequest {
-                    order_id: "o1".to_string(),
-                },
-                &key,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        if order.state == "pending" {
-            break order.next_action_url;
-        }
-        assert!(Instant::now() < deadline, "never pending: {order:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let page_url = pending_order(&mut gateway, &key, "o1")
+        .await
+        .next_action_url;
     assert!(page_url.starts_with(&stack.psp_url), "{page_url}");
     let buyer = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
