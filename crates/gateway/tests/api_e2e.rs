@@ -116,6 +116,29 @@ async fn settled_order(gateway: &mut Gateway, key: &str, order: &str) -> pb::Pay
     }
 }
 
+/// Creates checkout `checkout` of one order to seller `s1`, charged now by card `tok_visa`.
+async fn pay_by_card(
+    gateway: &mut Gateway,
+    key: &str,
+    checkout_id: &str,
+    order: &str,
+    amount: &str,
+) {
+    gateway
+        .payments
+        .create_payment(authed(
+            checkout(
+                checkout_id,
+                card("tok_visa"),
+                pb::CaptureMethod::Automatic,
+                &[(order, "s1", amount)],
+            ),
+            key,
+        ))
+        .await
+        .expect("payment created");
+}
+
 /// Polls the order until the PSP has left it pending on the buyer.
 async fn pending_order(gateway: &mut Gateway, key: &str, order: &str) -> pb::PaymentOrder {
     let deadline = Instant::now() + Duration::from_millis(support::WAIT_MS_MAX);
@@ -645,19 +668,7 @@ async fn a_velocity_burst_is_stopped_by_the_risk_rules_and_never_charged() {
 async fn a_psp_timeout_then_success_charges_once() {
     let (stack, mut gateway, key) = start_with(false, patient_retries()).await;
     stack.psp.inject_faults("timeout", 1).await.unwrap();
-    gateway
-        .payments
-        .create_payment(authed(
-            checkout(
-                "c1",
-                card("tok_visa"),
-                pb::CaptureMethod::Automatic,
-                &[("o1", "s1", "20.00")],
-            ),
-            &key,
-        ))
-        .await
-        .unwrap();
+    pay_by_card(&mut gateway, &key, "c1", "o1", "20.00").await;
     let order = settled_order(&mut gateway, &key, "o1").await;
     assert_eq!(order.state, "succeeded", "{order:?}");
     assert!(order.attempt >= 2, "{order:?}");
@@ -671,19 +682,7 @@ async fn a_psp_timeout_then_success_charges_once() {
 async fn a_charge_whose_response_was_lost_is_found_by_the_status_check_and_charged_once() {
     let (stack, mut gateway, key) = start(false).await;
     stack.psp.inject_faults("lost_response", 1).await.unwrap();
-    gateway
-        .payments
-        .create_payment(authed(
-            checkout(
-                "c1",
-                card("tok_visa"),
-                pb::CaptureMethod::Automatic,
-                &[("o1", "s1", "20.00")],
-            ),
-            &key,
-        ))
-        .await
-        .unwrap();
+    pay_by_card(&mut gateway, &key, "c1", "o1", "20.00").await;
     let order = settled_order(&mut gateway, &key, "o1").await;
     assert_eq!(order.state, "succeeded", "{order:?}");
     assert_eq!(order.attempt, 2, "{order:?}");
