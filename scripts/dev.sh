@@ -24,7 +24,7 @@ trap cleanup EXIT INT TERM
 "$bin/tally-node" --dev > tally-data/node.log 2>&1 &
 pids+=($!)
 "$bin/tally-psp-sim" --listen 127.0.0.1:7300 \
-  --webhook-url http://127.0.0.1:7280/v1/webhooks/psp \
+  --webhook-url http://127.0.0.1:7280/webhooks/sim \
   --webhook-secret "$webhook_secret" > tally-data/psp-sim.log 2>&1 &
 pids+=($!)
 

@@ -4,6 +4,7 @@ use crate::bench::{self, BenchArgs};
 use crate::bench_payments::{self, BenchPaymentsArgs};
 use crate::output::{print_record, print_rows};
 use crate::payments::{self, BuyerCommand, GatewayArgs, MerchantCommand, PaymentCommand};
+use crate::payouts::{self, DlqCommand, PayoutCommand};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeMap;
@@ -86,6 +87,12 @@ enum Command {
     Payment(PaymentCommand),
     /// Drive a gateway with concurrent card payments and report payments/s and latency.
     BenchPayments(BenchPaymentsArgs),
+    /// Sellers' payouts and payout schedules, through the gateway.
+    #[command(subcommand)]
+    Payouts(PayoutCommand),
+    /// The dead-letter queue (operator): list, show, redrive, discard.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -245,6 +252,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Buyer(command) => return payments::buyer(json, &cli.gateway, command).await,
         Command::Payment(command) => return payments::payment(json, &cli.gateway, command).await,
         Command::BenchPayments(args) => return bench_payments::run(json, &cli.gateway, args).await,
+        Command::Payouts(command) => return payouts::payouts(json, &cli.gateway, command).await,
+        Command::Dlq(command) => return payouts::dlq(json, &cli.gateway, command).await,
         other => other,
     };
     let client = LedgerClient::connect(cli.endpoints.clone())
@@ -275,7 +284,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         | Command::Merchant(_)
         | Command::Buyer(_)
         | Command::Payment(_)
-        | Command::BenchPayments(_) => unreachable!("handled before connecting"),
+        | Command::BenchPayments(_)
+        | Command::Payouts(_)
+        | Command::Dlq(_) => unreachable!("handled before connecting"),
         Command::Account(command) => account(json, &client, command).await,
         Command::Transfer(args) => transfer(json, &client, args).await,
         Command::Balance { id, as_of_ns } => {

@@ -1,12 +1,13 @@
 //! `tally`: the command line for operators (cluster status and membership, snapshots, backups)
 //! and developers (accounts, transfers, balances, history, `tally bench`), and the payments API
-//! of a gateway (`tally merchant|buyer|payment`).
+//! of a gateway (`tally merchant|buyer|payment|payouts|dlq`).
 
 mod bench;
 mod bench_payments;
 mod commands;
 mod output;
 mod payments;
+mod payouts;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -152,7 +152,7 @@ pub enum PaymentCommand {
     },
 }
 
-async fn channel(args: &GatewayArgs) -> Result<Channel> {
+pub(crate) async fn channel(args: &GatewayArgs) -> Result<Channel> {
     tonic::transport::Endpoint::from_shared(args.gateway.clone())
         .with_context(|| format!("gateway address {:?}", args.gateway))?
         .connect()
@@ -165,7 +165,11 @@ async fn channel(args: &GatewayArgs) -> Result<Channel> {
         })
 }
 
-fn authed<T>(message: T, token: Option<&String>, what: &str) -> Result<tonic::Request<T>> {
+pub(crate) fn authed<T>(
+    message: T,
+    token: Option<&String>,
+    what: &str,
+) -> Result<tonic::Request<T>> {
     let token = token.ok_or_else(|| {
         anyhow!("no {what}: pass it or set its environment variable (see --help)")
     })?;
@@ -180,7 +184,7 @@ fn authed<T>(message: T, token: Option<&String>, what: &str) -> Result<tonic::Re
 }
 
 /// A refusal as one line: the stable code, then the message.
-fn refused(status: tonic::Status) -> anyhow::Error {
+pub(crate) fn refused(status: tonic::Status) -> anyhow::Error {
     let code = status
         .metadata()
         .get("tally-error-code")

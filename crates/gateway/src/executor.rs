@@ -273,6 +273,10 @@ impl Executor {
         let timeout = Duration::from_millis(self.config.psp_call_timeout_ms);
         match tokio::time::timeout(timeout, self.psp.charge(request)).await {
             Ok(Ok(charge)) => outcome_of(&charge),
+            Ok(Err(error)) if error.is_poison() => ChargeOutcome::Poison {
+                code: error.code.clone(),
+                message: error.message.clone(),
+            },
             Ok(Err(error)) if error.kind == ErrorKind::Terminal => ChargeOutcome::Declined {
                 code: error.code.clone(),
                 message: error.message.clone(),
@@ -339,6 +343,7 @@ impl Executor {
             .execute_payments(&[PaymentCommand::RecordChargeOutcome {
                 order_id: order_id.clone(),
                 outcome,
+                event_id: None,
             }])
             .await?;
         match results.into_iter().next() {
@@ -399,5 +404,6 @@ fn outcome_kind(outcome: &ChargeOutcome) -> &'static str {
         ChargeOutcome::Declined { .. } => "declined",
         ChargeOutcome::Retryable { .. } => "retry_scheduled",
         ChargeOutcome::Exhausted { .. } => "exhausted",
+        ChargeOutcome::Poison { .. } => "poison",
     }
 }

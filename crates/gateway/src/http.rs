@@ -8,7 +8,7 @@
 use crate::executor::{outcome_of, Clock};
 use crate::metrics::Metrics;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,6 +28,8 @@ pub const WEBHOOK_BODY_BYTES_MAX: usize = 64 * 1024;
 pub struct HttpState {
     pub ledger: LedgerClient,
     pub psp: Arc<dyn Psp>,
+    /// The PSP's name in `/webhooks/{psp}`.
+    pub psp_name: String,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
 }
@@ -35,6 +37,7 @@ pub struct HttpState {
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/v1/webhooks/psp", post(psp_webhook))
+        .route("/webhooks/{psp}", post(named_psp_webhook))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -44,6 +47,26 @@ pub fn router(state: HttpState) -> Router {
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
     (status, body.into()).into_response()
+}
+
+/// `POST /webhooks/{psp}`: the same, for the PSP this gateway drives, by name.
+async fn named_psp_webhook(
+    State(state): State<HttpState>,
+    Path(psp): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if psp != state.psp_name {
+        state.metrics.count_webhook("unknown_psp");
+        return text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no PSP {psp:?} here; this gateway takes webhooks for {:?}\n",
+                state.psp_name
+            ),
+        );
+    }
+    psp_webhook(State(state), headers, body).await
 }
 
 async fn psp_webhook(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -73,9 +96,12 @@ async fn psp_webhook(State(state): State<HttpState>, headers: HeaderMap, body: B
         state.metrics.count_webhook("unknown_order");
         return text(StatusCode::OK, "ignored: not an order of this platform\n");
     };
+    // The event id makes a duplicate delivery a no-op even where a repeated state would not
+    // be (a second "still pending" would push the next status check out).
     let command = PaymentCommand::RecordChargeOutcome {
         order_id,
         outcome: outcome_of(&event.charge),
+        event_id: Some(event.event_id.clone()),
     };
     match state.ledger.execute_payments(&[command]).await {
         Ok(results) => {
@@ -123,6 +149,15 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         .await
     {
         state.metrics.set_orders_by_state(&counts);
+    }
+    if let Ok(PaymentQueryResult::WorkCounts {
+        payouts_by_state,
+        dead_letters,
+    }) = state.ledger.query_payments(&PaymentQuery::WorkCounts).await
+    {
+        state
+            .metrics
+            .set_work_counts(&payouts_by_state, &dead_letters);
     }
     (
         [(

@@ -1,8 +1,8 @@
 //! `tally-gateway`: the stateless public tier.
 //!
 //! It serves the public payments API (gRPC `tally.payments.v1` and a JSON facade), authenticates
-//! merchants, and runs the PSP executor; retry and dead-letter workers, the outbound webhook
-//! dispatcher and reconciliation come next. It holds no durable state: every decision is a
+//! merchants, and runs the PSP executor and the payout worker; the outbound webhook dispatcher
+//! and reconciliation come next. It holds no durable state: every decision is a
 //! command replicated by the `tally-node` cluster, reached only over gRPC.
 //!
 //! - `api`: the payments API ([`api::PaymentsApi`]), its gRPC service, JSON facade and the one
@@ -10,6 +10,8 @@
 //! - `server`: one gateway process (gRPC, HTTP, executor) behind one shutdown signal.
 //! - `executor`: the PSP executor and sweeper (claims due orders with a lease, charges the PSP with
 //!   the order id as idempotency key, records outcomes, retries with backoff).
+//! - `payout_worker`: runs due payout schedules and sends due payouts to the PSP (lease, payout
+//!   id as idempotency key, status check before any retry, dead letter when retries run out).
 //! - `http`: PSP webhooks in, `/healthz`, `/readyz`, `/metrics`; `metrics`: the Prometheus registry.
 //!
 //! The building blocks below are pure. **Architecture invariant:** none of them does I/O or
@@ -36,6 +38,7 @@ pub mod http;
 pub mod idempotency_hash;
 mod lru;
 pub mod metrics;
+pub mod payout_worker;
 pub mod rate_limit;
 pub mod risk;
 pub mod secret;

@@ -36,6 +36,19 @@ pub struct Metrics {
     pub orders_due: Gauge,
     /// Orders by state, cluster-wide, read from the ledger at each scrape.
     pub orders: Family<StateLabels, Gauge>,
+    /// Work the last sweep of each worker found due, by kind (`payout`).
+    pub work_due: Family<OutcomeLabels, Gauge>,
+    /// Outcomes recorded by the workers, by work kind and outcome.
+    pub work_outcomes: Family<WorkOutcomeLabels, Counter>,
+    /// Dead letters by work kind and payouts by state, cluster-wide, at scrape time.
+    pub dead_letters: Family<OutcomeLabels, Gauge>,
+    pub payouts: Family<StateLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkOutcomeLabels {
+    pub kind: String,
+    pub outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,6 +74,26 @@ impl Metrics {
         let webhooks = Family::<OutcomeLabels, Counter>::default();
         let orders_due = Gauge::default();
         let orders = Family::<StateLabels, Gauge>::default();
+        let work_due = Family::<OutcomeLabels, Gauge>::default();
+        let work_outcomes = Family::<WorkOutcomeLabels, Counter>::default();
+        let dead_letters = Family::<OutcomeLabels, Gauge>::default();
+        let payouts = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "work_due",
+            "Work the last sweep found due, by kind (queue depth of the retry queue)",
+            work_due.clone(),
+        );
+        registry.register(
+            "work_outcomes",
+            "Outcomes the workers recorded, by work kind and outcome",
+            work_outcomes.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Dead letters waiting for an operator, by work kind, cluster-wide",
+            dead_letters.clone(),
+        );
+        registry.register("payouts", "Payouts by state, cluster-wide", payouts.clone());
         registry.register(
             "orders",
             "Orders by state, cluster-wide (from the replicated ledger, at scrape time)",
@@ -95,6 +128,10 @@ impl Metrics {
             registry: Mutex::new(registry),
             orders_due,
             orders,
+            work_due,
+            work_outcomes,
+            dead_letters,
+            payouts,
             requests,
             request_seconds,
             psp_outcomes,
@@ -136,6 +173,49 @@ impl Metrics {
         }
     }
 
+    pub fn set_work_due(&self, kind: &str, count: usize) {
+        self.work_due
+            .get_or_create(&OutcomeLabels {
+                kind: kind.to_string(),
+            })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    pub fn count_work_outcome(&self, kind: &str, outcome: &str, count: u64) {
+        self.work_outcomes
+            .get_or_create(&WorkOutcomeLabels {
+                kind: kind.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc_by(count);
+    }
+
+    /// Replaces the dead-letter and payout gauges with the ledger's counts.
+    pub fn set_work_counts(
+        &self,
+        payouts_by_state: &std::collections::BTreeMap<String, u64>,
+        dead_letters: &std::collections::BTreeMap<String, u64>,
+    ) {
+        self.payouts.clear();
+        for (state, count) in payouts_by_state {
+            self.payouts
+                .get_or_create(&StateLabels {
+                    state: state.clone(),
+                })
+                .set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
+        self.dead_letters.clear();
+        // Kinds without dead letters read 0 rather than vanish, so alerts can compare.
+        for kind in ["charge", "payout"] {
+            let count = dead_letters.get(kind).copied().unwrap_or(0);
+            self.dead_letters
+                .get_or_create(&OutcomeLabels {
+                    kind: kind.to_string(),
+                })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
     pub fn set_orders_due(&self, count: usize) {
         self.orders_due
             .set(i64::try_from(count).unwrap_or(i64::MAX));
@@ -174,8 +254,34 @@ mod tests {
             "succeeded".to_string(),
             4,
         )]));
+        metrics.set_work_due("payout", 2);
+        metrics.count_work_outcome("payout", "paid", 5);
+        metrics.set_work_counts(
+            &std::collections::BTreeMap::from([("paid".to_string(), 5)]),
+            &std::collections::BTreeMap::from([("charge".to_string(), 1)]),
+        );
         let text = metrics.render();
         assert!(text.contains("tally_gateway_orders_due 7"), "{text}");
+        assert!(
+            text.contains("tally_gateway_work_due{kind=\"payout\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tally_gateway_work_outcomes_total{kind=\"payout\",outcome=\"paid\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tally_gateway_dead_letters{kind=\"charge\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tally_gateway_dead_letters{kind=\"payout\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tally_gateway_payouts{state=\"paid\"} 5"),
+            "{text}"
+        );
         assert!(
             text.contains("tally_gateway_orders{state=\"succeeded\"} 4"),
             "{text}"

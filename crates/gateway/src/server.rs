@@ -9,6 +9,7 @@ use crate::api::{ApiConfig, PaymentsApi};
 use crate::executor::{Clock, Executor, ExecutorConfig};
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
+use crate::payout_worker::{PayoutWorker, PayoutWorkerConfig};
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
 use crate::risk::{RiskRules, RulesEngine};
 use crate::ConfigError;
@@ -26,6 +27,8 @@ pub struct GatewaySettings {
     pub risk: RiskRules,
     /// `None`: this gateway serves the API only and executes no orders.
     pub executor: Option<ExecutorConfig>,
+    /// `None`: this gateway runs no payouts or payout schedules.
+    pub payout_worker: Option<PayoutWorkerConfig>,
     /// Seeds the executor's jitter and API-key generation; `None` seeds from the OS.
     pub seed: Option<u64>,
 }
@@ -53,6 +56,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let metrics = Arc::new(Metrics::new());
+    let psp_name = settings.api.psp_name.to_string();
     let rng = match settings.seed {
         Some(seed) => rand::SeedableRng::seed_from_u64(seed),
         None => PaymentsApi::os_rng(),
@@ -84,6 +88,8 @@ pub async fn serve(
     let grpc_server = tonic::transport::Server::builder()
         .add_service(grpc.payments_service())
         .add_service(grpc.merchants_service())
+        .add_service(grpc.payouts_service())
+        .add_service(grpc.dead_letters_service())
         .add_service(health_service)
         .add_service(reflection)
         .serve_with_incoming_shutdown(
@@ -94,6 +100,7 @@ pub async fn serve(
     let router = http::router(HttpState {
         ledger: ledger.clone(),
         psp: psp.clone(),
+        psp_name,
         metrics: metrics.clone(),
         clock: clock.clone(),
     })
@@ -110,6 +117,21 @@ pub async fn serve(
         }
     };
 
+    let payout_task = {
+        let stop_rx = stop_rx.clone();
+        let (ledger, psp, clock, metrics) =
+            (ledger.clone(), psp.clone(), clock.clone(), metrics.clone());
+        let config = settings.payout_worker;
+        let seed = settings.seed.map(|seed| seed ^ 0x7061_796f_7574);
+        async move {
+            if let Some(config) = config {
+                let seed = seed.unwrap_or_else(rand::random);
+                let worker =
+                    PayoutWorker::new(ledger, psp, config, clock, seed).with_metrics(metrics);
+                worker.run(stopped(stop_rx)).await;
+            }
+        }
+    };
     let executor_task = {
         let stop_rx = stop_rx.clone();
         async move {
@@ -125,8 +147,13 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
-    let (grpc_result, http_result, (), ()) =
-        tokio::join!(grpc_server, http_server, executor_task, stopper);
+    let (grpc_result, http_result, (), (), ()) = tokio::join!(
+        grpc_server,
+        http_server,
+        executor_task,
+        payout_task,
+        stopper
+    );
     grpc_result?;
     http_result?;
     Ok(())

@@ -5,7 +5,7 @@
 use crate::account::Balances;
 use crate::ids::AccountId;
 use crate::money::Currency;
-use crate::payment::{chart, FundsSource, RefundState};
+use crate::payment::{chart, FundsSource, OrderState, PayoutState, RefundState, WorkState};
 use crate::store::LedgerRead;
 use crate::transfer::HoldStatus;
 use std::collections::BTreeMap;
@@ -45,6 +45,20 @@ pub enum InvariantViolation {
     OrderCountsDrifted {
         recorded: BTreeMap<String, u64>,
         recounted: BTreeMap<String, u64>,
+    },
+    #[error("payouts: the ledger meta says {recorded:?} by state and {recorded_dead:?} dead letters, the records say {recounted:?} and {recounted_dead:?}")]
+    PayoutCountsDrifted {
+        recorded: BTreeMap<String, u64>,
+        recounted: BTreeMap<String, u64>,
+        recorded_dead: BTreeMap<String, u64>,
+        recounted_dead: BTreeMap<String, u64>,
+    },
+    #[error("payout in transit account {account_id}: ledger has net {ledger_net} and pending {ledger_pending}, its payouts say pending {payouts_pending}")]
+    PayoutsDrifted {
+        account_id: AccountId,
+        ledger_net: i128,
+        ledger_pending: u128,
+        payouts_pending: u128,
     },
     #[error("seller held account {account_id}: ledger has net {ledger_net} and pending {ledger_pending}, its orders say net {orders_net} and pending {orders_pending}")]
     PaymentsDrifted {
@@ -123,6 +137,7 @@ pub fn audit<S: LedgerRead>(store: &S) -> Result<AuditReport, Box<InvariantViola
         }
     }
     audit_payments(store)?;
+    audit_payouts(store)?;
     let recorded = store.meta().totals;
     for currency in recorded.keys().chain(totals.keys()) {
         let recorded_total = recorded.get(currency).copied().unwrap_or_default();
@@ -187,6 +202,60 @@ fn audit_payments<S: LedgerRead>(store: &S) -> Result<(), Box<InvariantViolation
                 ledger_pending: balances.debits_pending,
                 orders_net,
                 orders_pending,
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// Every open payout holds exactly its amount in its seller's payout-in-transit account, which
+/// nets to zero once payouts settle; the meta's payout and dead-letter counts match the records.
+fn audit_payouts<S: LedgerRead>(store: &S) -> Result<(), Box<InvariantViolation>> {
+    let mut pending: BTreeMap<AccountId, u128> = BTreeMap::new();
+    let mut recounted: BTreeMap<String, u64> = BTreeMap::new();
+    let mut recounted_dead: BTreeMap<String, u64> = BTreeMap::new();
+    store.scan_payouts(&mut |payout| {
+        payout.assert_consistent();
+        *recounted
+            .entry(payout.state.name().to_string())
+            .or_default() += 1;
+        if matches!(payout.work, WorkState::Dead { .. }) {
+            *recounted_dead.entry("payout".to_string()).or_default() += 1;
+        }
+        let account = chart::merchant_payout_in_transit(&payout.merchant_id, payout.currency);
+        let entry = pending.entry(account).or_default();
+        if matches!(payout.state, PayoutState::Pending | PayoutState::InTransit) {
+            *entry += u128::from(payout.amount_minor);
+        }
+    });
+    store.scan_payments(&mut |payment| {
+        for order in &payment.orders {
+            if matches!(order.state, OrderState::DeadLettered { .. }) {
+                *recounted_dead.entry("charge".to_string()).or_default() += 1;
+            }
+        }
+    });
+    let meta = store.meta();
+    if meta.payouts_by_state != recounted || meta.dead_letters != recounted_dead {
+        return Err(Box::new(InvariantViolation::PayoutCountsDrifted {
+            recorded: meta.payouts_by_state,
+            recounted,
+            recorded_dead: meta.dead_letters,
+            recounted_dead,
+        }));
+    }
+    for (account_id, payouts_pending) in pending {
+        let balances = store
+            .account(account_id)
+            .map(|account| account.balances)
+            .unwrap_or_default();
+        let ledger_net = balances.credits_posted as i128 - balances.debits_posted as i128;
+        if (ledger_net, balances.credits_pending) != (0, payouts_pending) {
+            return Err(Box::new(InvariantViolation::PayoutsDrifted {
+                account_id,
+                ledger_net,
+                ledger_pending: balances.credits_pending,
+                payouts_pending,
             }));
         }
     }

@@ -58,3 +58,14 @@ pub const HOLD_PERIOD_S_MAX: u32 = 90 * 24 * 60 * 60;
 pub const RELEASES_PER_BATCH_MAX: usize = 1_024;
 /// A pending (3-D-Secure or QR) charge not completed by webhook is checked at the PSP after this.
 pub const PENDING_CHECK_AFTER_MS: u64 = 60 * 1000;
+/// Failed attempts kept on a piece of work (the newest), for its dead letter's history.
+pub const ATTEMPTS_KEPT_MAX: usize = 16;
+/// Provider webhook event ids remembered per order, for deduplication; older duplicates still
+/// change nothing, because order states only move forward.
+pub const WEBHOOK_EVENTS_PER_ORDER_MAX: usize = 16;
+/// Payout schedules per merchant (one per currency).
+pub const PAYOUT_SCHEDULES_PER_MERCHANT_MAX: usize = CURRENCIES_PER_PARTY_MAX;
+/// Shortest interval a payout schedule may run at (tests use seconds; operators days).
+pub const PAYOUT_INTERVAL_S_MIN: u32 = 1;
+/// Longest reason an operator may give for discarding a dead letter.
+pub const DISCARD_REASON_BYTES_MAX: usize = 256;

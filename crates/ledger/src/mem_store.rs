@@ -11,7 +11,8 @@ use crate::errors::BatchError;
 use crate::idempotency::{IdempotencyKey, IdempotencyRecord};
 use crate::ids::{AccountId, TransferId};
 use crate::payment::{
-    ApiKeyId, Buyer, BuyerId, CheckoutId, Merchant, MerchantId, OrderId, Payment,
+    ApiKeyId, Buyer, BuyerId, CheckoutId, Merchant, MerchantId, OrderId, Payment, Payout, PayoutId,
+    TimedIndex,
 };
 use crate::store::{ChangeSet, HistoryEntry, LedgerMeta, LedgerRead};
 use crate::transfer::{Hold, TransferRecord};
@@ -36,6 +37,9 @@ pub struct MemStore {
     merchant_payments: BTreeSet<(MerchantId, u64, CheckoutId)>,
     due_index: BTreeSet<(u64, OrderId)>,
     release_index: BTreeSet<(u64, OrderId)>,
+    payouts: BTreeMap<PayoutId, Payout>,
+    /// `(index, owner, at_ns, id)`, the order the durable backend's keys sort in.
+    timed_index: BTreeSet<(TimedIndex, String, u64, String)>,
 }
 
 impl MemStore {
@@ -126,6 +130,20 @@ impl MemStore {
             assert!(
                 self.release_index.insert(key),
                 "release index has it already"
+            );
+        }
+        for payout in changes.payouts {
+            self.payouts.insert(payout.payout_id.clone(), payout);
+        }
+        for entry in changes.index_removes {
+            let key = (entry.index, entry.owner, entry.at_ns, entry.id);
+            assert!(self.timed_index.remove(&key), "timed index lacks {key:?}");
+        }
+        for entry in changes.index_inserts {
+            let key = (entry.index, entry.owner, entry.at_ns, entry.id);
+            assert!(
+                self.timed_index.insert(key.clone()),
+                "timed index has {key:?} already"
             );
         }
         self.meta = changes.meta;
@@ -254,6 +272,60 @@ impl LedgerRead for MemStore {
             })
             .take(limit)
             .map(|(_, created, checkout)| (*created, checkout.clone()))
+            .collect()
+    }
+
+    fn payout(&self, id: &PayoutId) -> Option<Payout> {
+        self.payouts.get(id).cloned()
+    }
+
+    fn scan_payouts(&self, visit: &mut dyn FnMut(&Payout)) {
+        self.payouts.values().for_each(visit);
+    }
+
+    fn index_scan(
+        &self,
+        index: TimedIndex,
+        owner: &str,
+        after: Option<(u64, String)>,
+        up_to_ns: u64,
+        limit: usize,
+    ) -> Vec<(u64, String)> {
+        let start = (index, owner.to_string(), 0, String::new());
+        self.timed_index
+            .range(start..)
+            .take_while(|(i, o, at_ns, _)| *i == index && o == owner && *at_ns <= up_to_ns)
+            .filter(|(_, _, at_ns, id)| {
+                after
+                    .as_ref()
+                    .is_none_or(|(a_ns, a_id)| (at_ns, id) > (a_ns, a_id))
+            })
+            .take(limit)
+            .map(|(_, _, at_ns, id)| (*at_ns, id.clone()))
+            .collect()
+    }
+
+    fn index_scan_desc(
+        &self,
+        index: TimedIndex,
+        owner: &str,
+        before: Option<(u64, String)>,
+        limit: usize,
+    ) -> Vec<(u64, String)> {
+        let start = (index, owner.to_string(), 0, String::new());
+        self.timed_index
+            .range(start..)
+            .take_while(|(i, o, _, _)| *i == index && o == owner)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .filter(|(_, _, at_ns, id)| {
+                before
+                    .as_ref()
+                    .is_none_or(|(b_ns, b_id)| (at_ns, id) < (b_ns, b_id))
+            })
+            .take(limit)
+            .map(|(_, _, at_ns, id)| (*at_ns, id.clone()))
             .collect()
     }
 }

@@ -17,7 +17,8 @@ use crate::idempotency::{IdempotencyKey, IdempotencyRecord};
 use crate::ids::{AccountId, TransferId};
 use crate::money::Currency;
 use crate::payment::{
-    ApiKeyId, Buyer, BuyerId, CheckoutId, Merchant, MerchantId, OrderId, Payment,
+    ApiKeyId, Buyer, BuyerId, CheckoutId, IndexEntry, Merchant, MerchantId, OrderId, Payment,
+    Payout, PayoutId, TimedIndex,
 };
 use crate::transfer::{Hold, TransferRecord};
 use serde::{Deserialize, Serialize};
@@ -65,6 +66,29 @@ pub trait LedgerRead {
         before: Option<(u64, CheckoutId)>,
         limit: usize,
     ) -> Vec<(u64, CheckoutId)>;
+
+    fn payout(&self, id: &PayoutId) -> Option<Payout>;
+    /// Every payout in id order (audits; never on the apply path).
+    fn scan_payouts(&self, visit: &mut dyn FnMut(&Payout));
+    /// Entries of `index` for `owner` with `at_ns <= up_to_ns`, in `(at_ns, id)` order, strictly
+    /// after `after` when given, at most `limit`.
+    fn index_scan(
+        &self,
+        index: TimedIndex,
+        owner: &str,
+        after: Option<(u64, String)>,
+        up_to_ns: u64,
+        limit: usize,
+    ) -> Vec<(u64, String)>;
+    /// Entries of `index` for `owner`, newest first, strictly before `before` when given, at
+    /// most `limit`. Queries only.
+    fn index_scan_desc(
+        &self,
+        index: TimedIndex,
+        owner: &str,
+        before: Option<(u64, String)>,
+        limit: usize,
+    ) -> Vec<(u64, String)>;
 }
 
 /// Ledger-wide values, rewritten by every batch.
@@ -83,6 +107,10 @@ pub struct LedgerMeta {
     /// Orders by state name (`OrderState::name`), kept from the payments each batch writes so
     /// operators can read them without a scan; an audit recounts them.
     pub orders_by_state: BTreeMap<String, u64>,
+    /// Payouts by `PayoutState::name`, kept like `orders_by_state`.
+    pub payouts_by_state: BTreeMap<String, u64>,
+    /// Dead letters by work kind (`WorkRef::kind`), kept from the dead-letter index changes.
+    pub dead_letters: BTreeMap<String, u64>,
 }
 
 /// Which side of a transfer an account was on.
@@ -148,5 +176,10 @@ pub struct ChangeSet {
     /// `(release_at_ns, order)` pairs to add to / remove from the hold-release index.
     pub release_inserts: Vec<(u64, OrderId)>,
     pub release_removes: Vec<(u64, OrderId)>,
+    /// New or changed payouts, by id.
+    pub payouts: Vec<Payout>,
+    /// Entries to add to / remove from the timed indexes, sorted.
+    pub index_inserts: Vec<IndexEntry>,
+    pub index_removes: Vec<IndexEntry>,
     pub meta: LedgerMeta,
 }

@@ -149,6 +149,7 @@ impl Fixture {
         self.payment_ok(PaymentCommand::RecordChargeOutcome {
             order_id: order_id(order),
             outcome,
+            event_id: None,
         })
     }
 

@@ -3,7 +3,9 @@
 //! terminal.
 
 use crate::error::{PspError, WebhookError};
-use crate::model::{Charge, ChargeRequest, Refund, RefundRequest, SimLedgerRow, WebhookEvent};
+use crate::model::{
+    Charge, ChargeRequest, Payout, PayoutRequest, Refund, RefundRequest, SimLedgerRow, WebhookEvent,
+};
 use crate::Psp;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -15,8 +17,9 @@ pub struct SimPspConfig {
     pub base_url: String,
     /// Deadline of each call.
     pub timeout_ms: u64,
-    /// The secret webhooks are signed with.
-    pub webhook_secret: Vec<u8>,
+    /// The secrets webhooks may be signed with: the current one and, while rotating, the
+    /// previous ones.
+    pub webhook_secrets: Vec<Vec<u8>>,
 }
 
 pub struct SimPsp {
@@ -104,8 +107,8 @@ impl SimPsp {
         self.send(self.http.get(self.url("/v1/sim/ledger"))).await
     }
 
-    /// Makes the next `count` charge requests fail with `fault` (`timeout`, `error_500`,
-    /// `lost_response`, `latency=<ms>`).
+    /// Makes the next `count` money calls fail with `fault` (`timeout`, `error_500`,
+    /// `lost_response`, `invalid_request`, `latency=<ms>`).
     pub async fn inject_faults(&self, fault: &str, count: u32) -> Result<(), PspError> {
         let body = serde_json::json!({ "fault": fault, "count": count });
         let _: serde_json::Value = self
@@ -180,14 +183,31 @@ impl Psp for SimPsp {
         }
     }
 
+    async fn payout(&self, request: PayoutRequest) -> Result<Payout, PspError> {
+        let key = request.idempotency_key.clone();
+        self.post("/v1/payouts", &key, &request).await
+    }
+
+    async fn payout_status(&self, idempotency_key: &str) -> Result<Option<Payout>, PspError> {
+        let request = self
+            .http
+            .get(self.url("/v1/payouts"))
+            .query(&[("idempotency_key", idempotency_key)]);
+        match self.send::<Payout>(request).await {
+            Ok(payout) => Ok(Some(payout)),
+            Err(error) if error.code == "not_found" => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     fn verify_webhook(
         &self,
         raw_body: &[u8],
         signature_header: &str,
         now_unix_s: u64,
     ) -> Result<WebhookEvent, WebhookError> {
-        crate::webhook::verify(
-            &self.config.webhook_secret,
+        crate::webhook::verify_any(
+            &self.config.webhook_secrets,
             raw_body,
             signature_header,
             now_unix_s,

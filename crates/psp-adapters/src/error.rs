@@ -37,6 +37,17 @@ impl PspError {
         }
     }
 
+    /// A terminal error about the request itself rather than a refusal of the money (malformed,
+    /// unsupported, a key reused with another body): no retry fixes it, and failing the work
+    /// would hide a bug, so the work goes to the dead-letter queue for an operator.
+    pub fn is_poison(&self) -> bool {
+        self.kind == ErrorKind::Terminal
+            && matches!(
+                self.code.as_str(),
+                "invalid_request" | "idempotency_key_reused"
+            )
+    }
+
     /// The kind an HTTP status implies: 5xx, 429 and 409 `request_in_progress` retry.
     pub fn from_http(status: u16, code: &str, message: impl Into<String>) -> Self {
         let retryable = status >= 500 || status == 429 || code == "request_in_progress";

@@ -17,8 +17,8 @@ pub mod webhook;
 pub use client::{SimPsp, SimPspConfig};
 pub use error::{ErrorKind, PspError, WebhookError};
 pub use model::{
-    Charge, ChargeRequest, ChargeStatus, NextAction, PaymentMethod, Refund, RefundRequest,
-    SimLedgerRow, WebhookEvent,
+    Charge, ChargeRequest, ChargeStatus, NextAction, PaymentMethod, Payout, PayoutRequest,
+    PayoutStatus, Refund, RefundRequest, SimLedgerRow, WebhookEvent,
 };
 
 /// A payment service provider. Every mutating call carries an idempotency key: resending it
@@ -36,7 +36,12 @@ pub trait Psp: Send + Sync {
     async fn refund(&self, request: RefundRequest) -> Result<Refund, PspError>;
     /// The charge made under `idempotency_key`, if any.
     async fn charge_status(&self, idempotency_key: &str) -> Result<Option<Charge>, PspError>;
-    /// Checks a webhook's signature over the raw body and parses it; fails closed.
+    /// Sends a seller's money to its bank under `request.idempotency_key` (the payout id).
+    async fn payout(&self, request: PayoutRequest) -> Result<Payout, PspError>;
+    /// The payout made under `idempotency_key`, if any.
+    async fn payout_status(&self, idempotency_key: &str) -> Result<Option<Payout>, PspError>;
+    /// Checks a webhook's signature over the raw body against every active secret and parses
+    /// it; fails closed.
     fn verify_webhook(
         &self,
         raw_body: &[u8],

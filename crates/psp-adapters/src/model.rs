@@ -92,11 +92,46 @@ pub struct WebhookEvent {
     pub charge: Charge,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutRequest {
+    /// The gateway passes the payout id.
+    pub idempotency_key: String,
+    pub amount_minor: u64,
+    pub currency: String,
+    /// The seller's bank account at the PSP (the gateway passes the merchant id).
+    pub destination: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum PayoutStatus {
+    /// Accepted; the bank transfer is under way.
+    InTransit,
+    Paid,
+    /// Refused for good (closed account); nothing left the PSP.
+    Failed {
+        code: String,
+        message: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payout {
+    pub payout_id: String,
+    pub idempotency_key: String,
+    pub amount_minor: u64,
+    pub currency: String,
+    pub destination: String,
+    #[serde(flatten)]
+    pub status: PayoutStatus,
+}
+
 /// One money movement in the simulator's own records (`GET /v1/sim/ledger`), so a test can
 /// prove nothing was charged, captured or refunded twice.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimLedgerRow {
-    /// `charge` (money taken at once), `authorization`, `capture`, `refund`.
+    /// `charge` (money taken at once), `authorization`, `capture`, `refund`, `payout` (the
+    /// charge id field then holds the payout id).
     pub kind: String,
     pub charge_id: String,
     pub idempotency_key: String,

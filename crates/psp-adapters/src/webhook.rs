@@ -27,6 +27,30 @@ pub fn sign(secret: &[u8], timestamp_s: u64, body: &[u8]) -> String {
     )
 }
 
+/// Verifies against each of `secrets` (several are active while one is rotated out); any match
+/// is accepted. Each comparison is constant time, and every secret is tried, so the time taken
+/// does not tell which one matched.
+pub fn verify_any(
+    secrets: &[Vec<u8>],
+    body: &[u8],
+    header: &str,
+    now_s: u64,
+) -> Result<WebhookEvent, WebhookError> {
+    let mut result = Err(WebhookError::BadSignature);
+    for secret in secrets {
+        match verify(secret, body, header, now_s) {
+            Ok(event) if result.is_err() => result = Ok(event),
+            Ok(_) => {}
+            // Malformed headers and stale timestamps do not depend on the secret.
+            Err(
+                error @ (WebhookError::MalformedSignature | WebhookError::StaleTimestamp { .. }),
+            ) => return Err(error),
+            Err(_) => {}
+        }
+    }
+    result
+}
+
 pub fn verify(
     secret: &[u8],
     body: &[u8],
@@ -89,6 +113,31 @@ mod tests {
             },
         };
         serde_json::to_vec(&event).unwrap()
+    }
+
+    #[test]
+    fn any_active_secret_verifies_during_a_rotation() {
+        let body = event_body();
+        let secrets = vec![b"old".to_vec(), b"new".to_vec()];
+        for secret in [b"old".as_slice(), b"new".as_slice()] {
+            let header = sign(secret, 1_000, &body);
+            assert_eq!(
+                verify_any(&secrets, &body, &header, 1_000)
+                    .unwrap()
+                    .event_id,
+                "evt_1"
+            );
+        }
+        let retired = sign(b"retired", 1_000, &body);
+        assert_eq!(
+            verify_any(&secrets, &body, &retired, 1_000).unwrap_err(),
+            WebhookError::BadSignature
+        );
+        assert_eq!(
+            verify_any(&[], &body, &sign(b"new", 1_000, &body), 1_000).unwrap_err(),
+            WebhookError::BadSignature,
+            "no secret configured fails closed"
+        );
     }
 
     #[test]

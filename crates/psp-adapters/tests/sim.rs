@@ -25,7 +25,7 @@ async fn start(webhook_url: Option<String>, timeout_ms: u64) -> SimPsp {
     SimPsp::new(SimPspConfig {
         base_url,
         timeout_ms,
-        webhook_secret: SECRET.to_vec(),
+        webhook_secrets: vec![SECRET.to_vec()],
     })
 }
 
@@ -333,7 +333,7 @@ async fn faults_configured_at_start_hit_the_first_money_calls_in_order() {
     let psp = SimPsp::new(SimPspConfig {
         base_url,
         timeout_ms: 2_000,
-        webhook_secret: SECRET.to_vec(),
+        webhook_secrets: vec![SECRET.to_vec()],
     });
     let first = psp
         .charge(charge_request("o-f", "tok_visa", 100, true))
@@ -347,4 +347,160 @@ async fn faults_configured_at_start_hit_the_first_money_calls_in_order() {
         .unwrap();
     assert_eq!(second.status, ChargeStatus::Captured);
     assert_eq!(charges_under(&psp, "o-f").await, 1);
+}
+
+async fn start_with(config: SimConfig) -> SimPsp {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve(
+        listener,
+        SimConfig {
+            webhook_secret: SECRET.to_vec(),
+            public_url: base_url.clone(),
+            ..config
+        },
+    ));
+    SimPsp::new(SimPspConfig {
+        base_url,
+        timeout_ms: 2_000,
+        webhook_secrets: vec![SECRET.to_vec()],
+    })
+}
+
+fn payout_request(key: &str, destination: &str, amount_minor: u64) -> tally_psp::PayoutRequest {
+    tally_psp::PayoutRequest {
+        idempotency_key: key.to_string(),
+        amount_minor,
+        currency: "USD".to_string(),
+        destination: destination.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn a_payout_is_in_transit_then_paid_once_and_a_closed_account_fails() {
+    use tally_psp::PayoutStatus;
+    let psp = start_with(SimConfig {
+        payout_settle_ms: 300,
+        ..SimConfig::default()
+    })
+    .await;
+    let sent = psp.payout(payout_request("po1", "s1", 700)).await.unwrap();
+    assert_eq!(sent.status, PayoutStatus::InTransit);
+    let again = psp.payout(payout_request("po1", "s1", 700)).await.unwrap();
+    assert_eq!(again.payout_id, sent.payout_id, "same key, same payout");
+    let other = psp
+        .payout(payout_request("po1", "s1", 701))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code, "idempotency_key_reused");
+    assert!(other.is_poison(), "a reused key is a bug, not a refusal");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let paid = psp.payout_status("po1").await.unwrap().unwrap();
+    assert_eq!(paid.status, PayoutStatus::Paid);
+    assert_eq!(psp.payout_status("po-none").await.unwrap(), None);
+    let failed = psp
+        .payout(payout_request("po2", "closed-seller", 100))
+        .await
+        .unwrap();
+    assert!(
+        matches!(failed.status, PayoutStatus::Failed { ref code, .. } if code == "account_closed")
+    );
+    let rows = psp.sim_ledger().await.unwrap();
+    let payouts: Vec<_> = rows.iter().filter(|r| r.kind == "payout").collect();
+    assert_eq!(
+        payouts.len(),
+        1,
+        "only the paid payout moved money: {rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_request_fault_is_a_poison_error_and_moves_nothing() {
+    let psp = start_with(SimConfig {
+        faults: vec![("invalid_request".to_string(), 1)],
+        ..SimConfig::default()
+    })
+    .await;
+    let error = psp
+        .payout(payout_request("po1", "s1", 100))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Terminal);
+    assert!(error.is_poison());
+    assert!(psp.sim_ledger().await.unwrap().is_empty());
+}
+
+/// A webhook receiver counting deliveries per event id.
+async fn counting_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<BTreeMap<String, u32>>>,
+) {
+    use axum::routing::post;
+    let counts = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, u32>::new()));
+    let seen = counts.clone();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        post(move |body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let event: tally_psp::WebhookEvent = serde_json::from_slice(&body).unwrap();
+                *seen.lock().unwrap().entry(event.event_id).or_default() += 1;
+                "ok"
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    (url, counts)
+}
+
+async fn complete_three(psp: &SimPsp) {
+    for key in ["o1", "o2", "o3"] {
+        let charge = psp
+            .charge(charge_request(key, "tok_3ds", 100, true))
+            .await
+            .unwrap();
+        psp.complete_pending(&charge.charge_id, true).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn webhook_chaos_duplicates_or_drops_events_as_configured() {
+    use tally_psp::sim::WebhookChaos;
+    let (url, counts) = counting_receiver().await;
+    let psp = start_with(SimConfig {
+        webhook_url: Some(url),
+        webhook_chaos: WebhookChaos {
+            duplicate_pct: 100,
+            ..WebhookChaos::default()
+        },
+        ..SimConfig::default()
+    })
+    .await;
+    complete_three(&psp).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while counts.lock().unwrap().values().sum::<u32>() < 6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            counts.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(counts.lock().unwrap().values().all(|&n| n == 2));
+
+    let (url, counts) = counting_receiver().await;
+    let psp = start_with(SimConfig {
+        webhook_url: Some(url),
+        webhook_chaos: WebhookChaos {
+            drop_pct: 100,
+            ..WebhookChaos::default()
+        },
+        ..SimConfig::default()
+    })
+    .await;
+    complete_three(&psp).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(counts.lock().unwrap().is_empty(), "every event dropped");
 }

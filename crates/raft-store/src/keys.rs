@@ -1,7 +1,9 @@
 //! Key layout. Integers are big-endian so that byte order is numeric order and range scans walk
 //! history by time and the expiry index by deadline.
 
-use tally_ledger::payment::{ApiKeyId, BuyerId, CheckoutId, MerchantId, OrderId};
+use tally_ledger::payment::{
+    ApiKeyId, BuyerId, CheckoutId, IndexEntry, MerchantId, OrderId, PayoutId, TimedIndex,
+};
 use tally_ledger::{AccountId, IdempotencyKey, TransferId};
 
 // `Cf::State`: the ledger.
@@ -21,6 +23,9 @@ const ORDER_DUE: u8 = b'D';
 const ORDER_RELEASE: u8 = b'R';
 const MERCHANT_PAYMENTS: u8 = b'L';
 const API_KEY: u8 = b'K';
+const PAYOUT: u8 = b'Q';
+/// The timed indexes (`TimedIndex`): tag, index, owner length, owner, time, id.
+const TIMED: u8 = b'T';
 pub const LEDGER_META: &[u8] = b"m/ledger";
 pub const LAST_APPLIED: &[u8] = b"m/applied";
 pub const MEMBERSHIP: &[u8] = b"m/membership";
@@ -203,6 +208,55 @@ pub fn merchant_payment_of(key: &[u8], prefix_len: usize) -> (u64, CheckoutId) {
         created_at_ns,
         CheckoutId::new(id).expect("indexed checkout ids are valid"),
     )
+}
+
+pub fn payout(id: &PayoutId) -> Vec<u8> {
+    with_str(PAYOUT, id.as_str())
+}
+
+pub fn payout_prefix() -> Vec<u8> {
+    vec![PAYOUT]
+}
+
+/// The keys of one index and owner. Owners are ids (at most 64 bytes) or empty.
+pub fn timed_prefix(index: TimedIndex, owner: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(3 + owner.len() + 8 + 64);
+    key.push(TIMED);
+    key.push(index.tag());
+    key.push(u8::try_from(owner.len()).expect("index owners are ids of at most 64 bytes"));
+    key.extend_from_slice(owner.as_bytes());
+    key
+}
+
+pub fn timed(index: TimedIndex, owner: &str, at_ns: u64, id: &str) -> Vec<u8> {
+    let mut key = timed_prefix(index, owner);
+    key.extend_from_slice(&at_ns.to_be_bytes());
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+pub fn timed_entry(entry: &IndexEntry) -> Vec<u8> {
+    timed(entry.index, &entry.owner, entry.at_ns, &entry.id)
+}
+
+/// The first key after every entry of `prefix` at or before `up_to_ns`.
+pub fn timed_end(prefix: &[u8], up_to_ns: u64) -> Option<Vec<u8>> {
+    match up_to_ns.checked_add(1) {
+        Some(next) => {
+            let mut key = prefix.to_vec();
+            key.extend_from_slice(&next.to_be_bytes());
+            Some(key)
+        }
+        None => prefix_end(prefix),
+    }
+}
+
+/// `(at_ns, id)` of a timed key with prefix length `prefix_len`.
+pub fn timed_of(key: &[u8], prefix_len: usize) -> (u64, String) {
+    let at = &key[prefix_len..prefix_len + 8];
+    let at_ns = u64::from_be_bytes(at.try_into().expect("8 bytes"));
+    let id = std::str::from_utf8(&key[prefix_len + 8..]).expect("indexed ids are ASCII");
+    (at_ns, id.to_string())
 }
 
 pub fn log_index(index: u64) -> Vec<u8> {

@@ -9,7 +9,8 @@ use crate::keys;
 use crate::kv::{Cf, KvRead, Order, WriteBatch};
 use serde::de::DeserializeOwned;
 use tally_ledger::payment::{
-    ApiKeyId, Buyer, BuyerId, CheckoutId, Merchant, MerchantId, OrderId, Payment,
+    ApiKeyId, Buyer, BuyerId, CheckoutId, Merchant, MerchantId, OrderId, Payment, Payout, PayoutId,
+    TimedIndex,
 };
 use tally_ledger::{
     Account, AccountId, ChangeSet, HistoryEntry, Hold, IdempotencyKey, IdempotencyRecord,
@@ -202,6 +203,57 @@ impl LedgerRead for KvLedger<'_> {
             .map(|(key, _)| keys::merchant_payment_of(key, prefix.len()))
             .collect()
     }
+
+    fn payout(&self, id: &PayoutId) -> Option<Payout> {
+        self.get(&keys::payout(id))
+    }
+
+    fn scan_payouts(&self, visit: &mut dyn FnMut(&Payout)) {
+        self.scan(&keys::payout_prefix(), visit);
+    }
+
+    fn index_scan(
+        &self,
+        index: TimedIndex,
+        owner: &str,
+        after: Option<(u64, String)>,
+        up_to_ns: u64,
+        limit: usize,
+    ) -> Vec<(u64, String)> {
+        let prefix = keys::timed_prefix(index, owner);
+        let start = match &after {
+            // Ids never contain 0x00, so this is the first key after the cursor's.
+            Some((at_ns, id)) => {
+                let mut key = keys::timed(index, owner, *at_ns, id);
+                key.push(0);
+                key
+            }
+            None => prefix.clone(),
+        };
+        let end = keys::timed_end(&prefix, up_to_ns);
+        self.range(&start, end.as_deref(), Order::Ascending, limit)
+            .iter()
+            .map(|(key, _)| keys::timed_of(key, prefix.len()))
+            .collect()
+    }
+
+    fn index_scan_desc(
+        &self,
+        index: TimedIndex,
+        owner: &str,
+        before: Option<(u64, String)>,
+        limit: usize,
+    ) -> Vec<(u64, String)> {
+        let prefix = keys::timed_prefix(index, owner);
+        let end = match &before {
+            Some((at_ns, id)) => Some(keys::timed(index, owner, *at_ns, id)),
+            None => keys::prefix_end(&prefix),
+        };
+        self.range(&prefix, end.as_deref(), Order::Descending, limit)
+            .iter()
+            .map(|(key, _)| keys::timed_of(key, prefix.len()))
+            .collect()
+    }
 }
 
 /// Adds every write of `changes` to `batch`, so they commit with the rest of the entry.
@@ -272,6 +324,15 @@ pub fn write_changes(changes: &ChangeSet, batch: &mut WriteBatch) {
     }
     for (at_ns, order) in &changes.release_inserts {
         batch.put(Cf::State, keys::order_release(*at_ns, order), Vec::new());
+    }
+    for payout in &changes.payouts {
+        batch.put(Cf::State, keys::payout(&payout.payout_id), encode(payout));
+    }
+    for entry in &changes.index_removes {
+        batch.delete(Cf::State, keys::timed_entry(entry));
+    }
+    for entry in &changes.index_inserts {
+        batch.put(Cf::State, keys::timed_entry(entry), Vec::new());
     }
     batch.put(Cf::State, keys::LEDGER_META, encode(&changes.meta));
 }

@@ -415,6 +415,7 @@ async fn payments_replicate_through_the_payments_service_and_survive_a_leader_ki
             psp_charge_id: "ch_1".to_string(),
             amount_minor: 10_000,
         },
+        event_id: None,
     };
     let results = client
         .execute_payments(&[captured.clone(), captured])

@@ -4,8 +4,8 @@
 use super::error::ApiError;
 use std::collections::BTreeMap;
 use tally_ledger::payment::{
-    chart, Buyer, CaptureMode, FeeSchedule, Merchant, NextAction, Order, OrderState, PartyStatus,
-    Payment, PaymentMethod, RefundState, RiskOutcome,
+    chart, Buyer, CaptureMode, DeadLetter, FeeSchedule, Merchant, NextAction, Order, OrderState,
+    PartyStatus, Payment, PaymentMethod, Payout, RefundState, RiskOutcome, WorkState,
 };
 use tally_ledger::{format_amount, parse_amount, Currency, ZeroAmount};
 use tally_proto::payments as pb;
@@ -255,5 +255,84 @@ pub fn buyer_to_pb(buyer: &Buyer) -> pb::Buyer {
                 )
             })
             .collect(),
+    }
+}
+
+pub fn payout_to_pb(payout: &Payout) -> pb::Payout {
+    pb::Payout {
+        payout_id: payout.payout_id.to_string(),
+        merchant_id: payout.merchant_id.to_string(),
+        currency: payout.currency.code().to_string(),
+        amount: format_amount(payout.amount_minor, payout.currency),
+        status: payout.state.name().to_string(),
+        dead_lettered: matches!(payout.work, WorkState::Dead { .. }),
+        attempt: payout.attempt,
+        psp_payout_id: payout.psp_payout_id.clone().unwrap_or_default(),
+        last_error_code: payout
+            .last_error
+            .as_ref()
+            .map(|e| e.code.clone())
+            .unwrap_or_default(),
+        last_error_message: payout
+            .last_error
+            .as_ref()
+            .map(|e| e.message.clone())
+            .unwrap_or_default(),
+        scheduled: payout.scheduled,
+        created_at_unix_ns: payout.created_at_ns,
+        updated_at_unix_ns: payout.updated_at_ns,
+    }
+}
+
+pub fn schedules_to_pb(merchant: &Merchant) -> pb::PayoutSchedules {
+    pb::PayoutSchedules {
+        merchant_id: merchant.id.to_string(),
+        schedules: merchant
+            .payout_schedules
+            .iter()
+            .map(|schedule| pb::PayoutSchedule {
+                currency: schedule.currency.code().to_string(),
+                interval: schedule.interval.name(),
+                minimum_amount: format_amount(schedule.minimum_minor, schedule.currency),
+                next_run_unix_ns: schedule.next_run_at_ns,
+            })
+            .collect(),
+    }
+}
+
+pub fn dead_letter_to_pb(letter: &DeadLetter) -> pb::DeadLetter {
+    let amount = letter
+        .currency
+        .parse::<Currency>()
+        .map(|currency| format_amount(letter.amount_minor, currency))
+        .unwrap_or_else(|_| letter.amount_minor.to_string());
+    pb::DeadLetter {
+        work: letter.work.to_string(),
+        kind: letter.work.kind().to_string(),
+        dead_at_unix_ns: letter.dead_at_ns,
+        attempt: letter.attempt,
+        last_error_code: letter
+            .last_error
+            .as_ref()
+            .map(|e| e.code.clone())
+            .unwrap_or_default(),
+        last_error_message: letter
+            .last_error
+            .as_ref()
+            .map(|e| e.message.clone())
+            .unwrap_or_default(),
+        history: letter
+            .history
+            .iter()
+            .map(|attempt| pb::FailedAttempt {
+                attempt: attempt.attempt,
+                at_unix_ns: attempt.at_ns,
+                code: attempt.code.clone(),
+                message: attempt.message.clone(),
+            })
+            .collect(),
+        merchant_id: letter.merchant_id.clone(),
+        amount,
+        currency: letter.currency.clone(),
     }
 }

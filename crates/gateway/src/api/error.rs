@@ -92,13 +92,16 @@ impl From<PaymentError> for ApiError {
             | OrderNotFound { .. }
             | RefundNotFound { .. }
             | ApiKeyNotFound { .. }
-            | WalletNotFound { .. } => ErrorKind::NotFound,
+            | WalletNotFound { .. }
+            | PayoutNotFound { .. }
+            | ScheduleNotFound { .. } => ErrorKind::NotFound,
             MerchantExistsWithDifferentFields { .. }
             | BuyerExistsWithDifferentFields { .. }
             | CheckoutExistsWithDifferentRequest { .. }
             | OrderIdTaken { .. }
             | RefundExistsWithDifferentFields { .. }
-            | ApiKeyExists { .. } => ErrorKind::AlreadyExists,
+            | ApiKeyExists { .. }
+            | PayoutExistsWithDifferentFields { .. } => ErrorKind::AlreadyExists,
             CannotBeLinked
             | FeeBpsTooHigh { .. }
             | HoldPeriodTooLong { .. }
@@ -108,8 +111,9 @@ impl From<PaymentError> for ApiError {
             | AmountMustNotBeZero { .. }
             | LeaseOutOfRange { .. }
             | WalletPaymentsCaptureAutomatically
-            | ReturnUrlInvalid => ErrorKind::InvalidArgument,
-            LeaseHeld { .. } => ErrorKind::Aborted,
+            | ReturnUrlInvalid
+            | DiscardReasonInvalid => ErrorKind::InvalidArgument,
+            LeaseHeld { .. } | PayoutNotClaimable { .. } => ErrorKind::Aborted,
             MerchantDisabled { .. }
             | SellerDisabled { .. }
             | BuyerDisabled { .. }
@@ -122,7 +126,10 @@ impl From<PaymentError> for ApiError {
             | TooManyRefunds { .. }
             | InsufficientSellerFunds { .. }
             | TooManyApiKeys { .. }
-            | TransferRefused { .. } => ErrorKind::FailedPrecondition,
+            | TransferRefused { .. }
+            | PayoutExceedsAvailable { .. }
+            | PayoutInvalidTransition { .. }
+            | NotDeadLettered { .. } => ErrorKind::FailedPrecondition,
         };
         ApiError::new(kind, error.code(), error.to_string())
     }

@@ -9,8 +9,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 use tally_proto::payments as pb;
+use tally_proto::payments::dead_letters_server::{DeadLetters, DeadLettersServer};
 use tally_proto::payments::merchants_server::{Merchants, MerchantsServer};
 use tally_proto::payments::payments_server::{Payments, PaymentsServer};
+use tally_proto::payments::payouts_server::{Payouts, PayoutsServer};
 use tonic::{Request, Response, Status};
 
 /// Largest request either public service accepts, in bytes: a checkout of 16 orders with full
@@ -34,6 +36,14 @@ impl PaymentsGrpc {
 
     pub fn merchants_service(&self) -> MerchantsServer<Self> {
         MerchantsServer::new(self.clone()).max_decoding_message_size(PUBLIC_MESSAGE_BYTES_MAX)
+    }
+
+    pub fn payouts_service(&self) -> PayoutsServer<Self> {
+        PayoutsServer::new(self.clone()).max_decoding_message_size(PUBLIC_MESSAGE_BYTES_MAX)
+    }
+
+    pub fn dead_letters_service(&self) -> DeadLettersServer<Self> {
+        DeadLettersServer::new(self.clone()).max_decoding_message_size(PUBLIC_MESSAGE_BYTES_MAX)
     }
 
     async fn call<T>(
@@ -358,6 +368,122 @@ impl Merchants for PaymentsGrpc {
         self.call("create_buyer", async {
             self.api.authenticate_admin(auth.as_deref())?;
             self.api.create_buyer(request.get_ref()).await
+        })
+        .await
+    }
+}
+
+#[tonic::async_trait]
+impl Payouts for PaymentsGrpc {
+    async fn create_payout(
+        &self,
+        request: Request<pb::CreatePayoutRequest>,
+    ) -> Result<Response<pb::Payout>, Status> {
+        let auth = authorization(&request);
+        self.call("create_payout", async {
+            let caller = self.api.caller(auth.as_deref()).await?;
+            self.api.create_payout(&caller, request.get_ref()).await
+        })
+        .await
+    }
+
+    async fn get_payout(
+        &self,
+        request: Request<pb::GetPayoutRequest>,
+    ) -> Result<Response<pb::Payout>, Status> {
+        let auth = authorization(&request);
+        self.call("get_payout", async {
+            let caller = self.api.caller(auth.as_deref()).await?;
+            self.api.get_payout(&caller, request.get_ref()).await
+        })
+        .await
+    }
+
+    async fn list_payouts(
+        &self,
+        request: Request<pb::ListPayoutsRequest>,
+    ) -> Result<Response<pb::ListPayoutsResponse>, Status> {
+        let auth = authorization(&request);
+        self.call("list_payouts", async {
+            let caller = self.api.caller(auth.as_deref()).await?;
+            self.api.list_payouts(&caller, request.get_ref()).await
+        })
+        .await
+    }
+
+    async fn cancel_payout(
+        &self,
+        request: Request<pb::CancelPayoutRequest>,
+    ) -> Result<Response<pb::Payout>, Status> {
+        let auth = authorization(&request);
+        self.call("cancel_payout", async {
+            let caller = self.api.caller(auth.as_deref()).await?;
+            self.api.cancel_payout(&caller, request.get_ref()).await
+        })
+        .await
+    }
+
+    async fn set_payout_schedule(
+        &self,
+        request: Request<pb::SetPayoutScheduleRequest>,
+    ) -> Result<Response<pb::PayoutSchedules>, Status> {
+        let auth = authorization(&request);
+        self.call("set_payout_schedule", async {
+            let caller = self.api.caller(auth.as_deref()).await?;
+            self.api
+                .set_payout_schedule(&caller, request.get_ref())
+                .await
+        })
+        .await
+    }
+}
+
+#[tonic::async_trait]
+impl DeadLetters for PaymentsGrpc {
+    async fn list_dead_letters(
+        &self,
+        request: Request<pb::ListDeadLettersRequest>,
+    ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
+        let auth = authorization(&request);
+        self.call("list_dead_letters", async {
+            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.list_dead_letters(request.get_ref()).await
+        })
+        .await
+    }
+
+    async fn get_dead_letter(
+        &self,
+        request: Request<pb::GetDeadLetterRequest>,
+    ) -> Result<Response<pb::DeadLetter>, Status> {
+        let auth = authorization(&request);
+        self.call("get_dead_letter", async {
+            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.get_dead_letter(request.get_ref()).await
+        })
+        .await
+    }
+
+    async fn redrive_dead_letter(
+        &self,
+        request: Request<pb::RedriveDeadLetterRequest>,
+    ) -> Result<Response<pb::WorkStatus>, Status> {
+        let auth = authorization(&request);
+        self.call("redrive_dead_letter", async {
+            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.redrive_dead_letter(request.get_ref()).await
+        })
+        .await
+    }
+
+    async fn discard_dead_letter(
+        &self,
+        request: Request<pb::DiscardDeadLetterRequest>,
+    ) -> Result<Response<pb::WorkStatus>, Status> {
+        let auth = authorization(&request);
+        self.call("discard_dead_letter", async {
+            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.discard_dead_letter(request.get_ref()).await
         })
         .await
     }

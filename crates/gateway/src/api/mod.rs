@@ -7,8 +7,10 @@ pub mod error;
 pub mod facade;
 pub mod grpc;
 mod idempotent;
+mod payouts;
 mod service;
 
 pub use error::{ApiError, ErrorKind, RETRY_AFTER_MS_METADATA};
 pub use idempotent::CLIENT_IDEMPOTENCY_KEY_BYTES_MAX;
+pub use payouts::Caller;
 pub use service::{ApiConfig, PaymentsApi, LIST_PAGE_SIZE_DEFAULT, METADATA_ENTRIES_MAX};

@@ -116,6 +116,10 @@ impl PaymentsApi {
         StdRng::from_os_rng()
     }
 
+    pub(super) fn psp_name(&self) -> &PspName {
+        &self.config.psp_name
+    }
+
     pub(super) fn ledger(&self) -> &LedgerClient {
         &self.ledger
     }
@@ -881,7 +885,10 @@ impl PaymentsApi {
         }
     }
 
-    async fn execute(&self, command: PaymentCommand) -> Result<PaymentOutcome, ApiError> {
+    pub(super) async fn execute(
+        &self,
+        command: PaymentCommand,
+    ) -> Result<PaymentOutcome, ApiError> {
         let results = self.ledger.execute_payments(&[command]).await?;
         match results.into_iter().next() {
             Some(result) => result.map_err(ApiError::from),
@@ -1062,7 +1069,7 @@ fn order_not_found(order_id: &OrderId) -> ApiError {
     ApiError::not_found("order_not_found", format!("order {order_id} not found"))
 }
 
-fn unexpected_answer() -> ApiError {
+pub(super) fn unexpected_answer() -> ApiError {
     ApiError::new(
         ErrorKind::Unavailable,
         "unexpected_answer",

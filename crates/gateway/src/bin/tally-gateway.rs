@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tally_gateway::api::ApiConfig;
 use tally_gateway::executor::{Clock, ExecutorConfig};
+use tally_gateway::payout_worker::PayoutWorkerConfig;
 use tally_gateway::server::{serve, GatewaySettings};
 use tally_gateway::{Backoff, FallbackLimits, RateLimitConfig, RiskRules, Secret, VelocityRules};
 use tally_ledger::payment::PspName;
@@ -37,12 +38,15 @@ struct Args {
     #[arg(long, env = "TALLY_PSP_NAME", default_value = "sim")]
     psp_name: String,
     /// Secret the PSP signs its webhooks with.
+    /// Secrets PSP webhooks may be signed with: repeat the flag (or separate by commas) while
+    /// rotating, so the old and the new secret are both accepted until the PSP has switched.
     #[arg(
         long,
         env = "TALLY_PSP_WEBHOOK_SECRET",
-        default_value = "dev-webhook-secret"
+        default_value = "dev-webhook-secret",
+        value_delimiter = ','
     )]
-    psp_webhook_secret: String,
+    psp_webhook_secret: Vec<String>,
     #[arg(long, env = "TALLY_PSP_TIMEOUT_MS", default_value_t = 10_000)]
     psp_timeout_ms: u64,
     /// Bearer token of the merchants (operator) API; unset disables that API.
@@ -94,6 +98,19 @@ struct Args {
     retry_max_ms: u64,
     #[arg(long, default_value_t = 8)]
     retry_attempts_max: u32,
+    /// Run no payouts or payout schedules on this gateway.
+    #[arg(long)]
+    no_payouts: bool,
+    /// Payout retries: slower than charges (no buyer waits), spread over hours.
+    #[arg(long, default_value_t = 5_000)]
+    payout_retry_base_ms: u64,
+    #[arg(long, default_value_t = 3_600_000)]
+    payout_retry_max_ms: u64,
+    #[arg(long, default_value_t = 16)]
+    payout_retry_attempts_max: u32,
+    /// How long after the PSP accepted a payout its status is checked (again).
+    #[arg(long, default_value_t = 60_000)]
+    payout_check_ms: u64,
     /// text or json.
     #[arg(long, env = "TALLY_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -135,6 +152,19 @@ fn settings(args: &Args) -> Result<GatewaySettings> {
         config.idle_poll_ms = args.idle_poll_ms;
         config.orders_in_flight_max = args.executor_concurrency.max(1);
         config.psp_call_timeout_ms = args.psp_timeout_ms;
+        Some(config)
+    };
+    let payout_worker = if args.no_payouts {
+        None
+    } else {
+        let mut config = PayoutWorkerConfig::new(Backoff::new(
+            args.payout_retry_base_ms,
+            args.payout_retry_max_ms,
+            args.payout_retry_attempts_max,
+        )?);
+        config.lease_ms = args.lease_ms;
+        config.psp_call_timeout_ms = args.psp_timeout_ms;
+        config.in_transit_check_ms = args.payout_check_ms;
         Some(config)
     };
     Ok(GatewaySettings {
@@ -179,6 +209,7 @@ fn settings(args: &Args) -> Result<GatewaySettings> {
                 .collect::<BTreeSet<_>>(),
         },
         executor,
+        payout_worker,
         seed: None,
     })
 }
@@ -224,7 +255,11 @@ async fn main() -> Result<()> {
     let psp = Arc::new(tally_psp::SimPsp::new(tally_psp::SimPspConfig {
         base_url: args.psp_url.clone(),
         timeout_ms: args.psp_timeout_ms,
-        webhook_secret: args.psp_webhook_secret.clone().into_bytes(),
+        webhook_secrets: args
+            .psp_webhook_secret
+            .iter()
+            .map(|secret| secret.clone().into_bytes())
+            .collect(),
     }));
     let grpc_listener = tokio::net::TcpListener::bind(&args.grpc_listen)
         .await

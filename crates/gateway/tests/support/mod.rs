@@ -10,18 +10,25 @@ use tally_gateway::api::ApiConfig;
 use tally_gateway::executor::{Clock, Executor, ExecutorConfig};
 use tally_gateway::server::{serve, GatewaySettings};
 use tally_gateway::{Backoff, FallbackLimits, RateLimitConfig, RiskRules, Secret, VelocityRules};
+use tally_ledger::payment::chart;
 use tally_ledger::payment::{
     BuyerId, CaptureMode, CheckoutId, FeeSchedule, MerchantId, NewBuyer, NewMerchant, NewOrder,
     NewPayment, OrderId, OrderState, Payment, PaymentCommand, PaymentMethod, PaymentOutcome,
     PaymentQuery, PaymentQueryResult, PspName, RiskOutcome, RiskRecord,
 };
-use tally_ledger::Currency;
+use tally_ledger::{AccountId, Currency, LedgerRead};
 use tally_proto::client::LedgerClient;
+use tally_proto::payments as pb;
+use tally_proto::payments::dead_letters_client::DeadLettersClient;
 use tally_proto::payments::merchants_client::MerchantsClient;
 use tally_proto::payments::payments_client::PaymentsClient;
+use tally_proto::payments::payouts_client::PayoutsClient;
 use tally_raft_store::kv::RocksKv;
 use tally_raft_store::{ledger_view, Node, NodeInfo, RaftTuning};
 use tokio::net::TcpListener;
+
+/// A webhook secret being rotated out: still accepted next to the simulator's own.
+pub const PREVIOUS_WEBHOOK_SECRET: &[u8] = b"whsec_previous";
 
 /// Every wait in these tests is bounded by this.
 pub const WAIT_MS_MAX: u64 = 20_000;
@@ -64,7 +71,7 @@ impl Stack {
         gateway_http.set_nonblocking(true).expect("nonblocking");
         if webhooks_to_gateway {
             sim.webhook_url = Some(format!(
-                "http://{}/v1/webhooks/psp",
+                "http://{}/webhooks/sim",
                 gateway_http.local_addr().unwrap()
             ));
         }
@@ -108,7 +115,8 @@ impl Stack {
         let psp = Arc::new(tally_psp::SimPsp::new(tally_psp::SimPspConfig {
             base_url: psp_url.clone(),
             timeout_ms: 1_000,
-            webhook_secret: sim.webhook_secret.clone(),
+            // The simulator's secret and a previous one, as during a rotation.
+            webhook_secrets: vec![sim.webhook_secret.clone(), PREVIOUS_WEBHOOK_SECRET.to_vec()],
         }));
         let stack = Stack {
             gateway_http: std::sync::Mutex::new(Some(gateway_http)),
@@ -182,6 +190,7 @@ impl Stack {
             },
             rate_limit,
             risk,
+            payout_worker: executor.as_ref().map(|_| test_payout_worker()),
             executor,
             seed: Some(7),
         };
@@ -206,7 +215,9 @@ impl Stack {
             grpc_addr,
             http_url,
             payments: PaymentsClient::new(channel.clone()),
-            merchants: MerchantsClient::new(channel),
+            merchants: MerchantsClient::new(channel.clone()),
+            payouts: PayoutsClient::new(channel.clone()),
+            dead_letters: DeadLettersClient::new(channel),
             stop: Some(stop),
             task: Some(task),
         }
@@ -377,6 +388,8 @@ pub struct Gateway {
     pub http_url: String,
     pub payments: PaymentsClient<tonic::transport::Channel>,
     pub merchants: MerchantsClient<tonic::transport::Channel>,
+    pub payouts: PayoutsClient<tonic::transport::Channel>,
+    pub dead_letters: DeadLettersClient<tonic::transport::Channel>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), tally_gateway::server::GatewayError>>>,
 }
@@ -424,4 +437,197 @@ pub fn fast_retries() -> ExecutorConfig {
     config.lease_ms = 2_000;
     config.psp_call_timeout_ms = 1_500;
     config
+}
+
+/// A payout worker quick enough for tests: short polls and status checks, three quick retries.
+pub fn test_payout_worker() -> tally_gateway::payout_worker::PayoutWorkerConfig {
+    let mut config = tally_gateway::payout_worker::PayoutWorkerConfig::new(
+        tally_gateway::Backoff::new(50, 200, 3).expect("valid backoff"),
+    );
+    config.idle_poll_ms = 50;
+    config.in_transit_check_ms = 200;
+    config.psp_call_timeout_ms = 1_000;
+    config
+}
+
+// ---- helpers of the end-to-end tests --------------------------------------------------
+
+/// Sets up merchants `platform`, `s1`..`s3` (1% fee, held until fulfilled), buyer `b1` with a
+/// USD wallet, and an API key of `platform`. Answers the key.
+pub async fn onboard(gateway: &mut Gateway) -> String {
+    for id in ["platform", "s1", "s2", "s3"] {
+        gateway
+            .merchants
+            .create_merchant(authed(
+                pb::CreateMerchantRequest {
+                    merchant_id: id.to_string(),
+                    name: format!("Merchant {id}"),
+                    fees: Some(pb::FeeSchedule {
+                        bps: 100,
+                        fixed: BTreeMap::new(),
+                    }),
+                    hold_period_s: 0,
+                },
+                ADMIN_TOKEN,
+            ))
+            .await
+            .expect("merchant created");
+    }
+    gateway
+        .merchants
+        .create_buyer(authed(
+            pb::CreateBuyerRequest {
+                buyer_id: "b1".to_string(),
+                wallet_currencies: vec!["USD".to_string()],
+            },
+            ADMIN_TOKEN,
+        ))
+        .await
+        .expect("buyer created");
+    gateway
+        .merchants
+        .create_api_key(authed(
+            pb::CreateApiKeyRequest {
+                merchant_id: "platform".to_string(),
+            },
+            ADMIN_TOKEN,
+        ))
+        .await
+        .expect("key created")
+        .into_inner()
+        .api_key
+}
+
+pub fn card(token: &str) -> Option<pb::PaymentMethod> {
+    Some(pb::PaymentMethod {
+        method: Some(pb::payment_method::Method::CardToken(token.to_string())),
+    })
+}
+
+pub fn checkout(
+    checkout_id: &str,
+    method: Option<pb::PaymentMethod>,
+    capture: pb::CaptureMethod,
+    orders: &[(&str, &str, &str)],
+) -> pb::CreatePaymentRequest {
+    pb::CreatePaymentRequest {
+        checkout_id: checkout_id.to_string(),
+        buyer_id: "b1".to_string(),
+        orders: orders
+            .iter()
+            .map(|(order, seller, amount)| pb::NewOrder {
+                order_id: order.to_string(),
+                seller_id: seller.to_string(),
+                amount: amount.to_string(),
+                currency: "USD".to_string(),
+            })
+            .collect(),
+        payment_method: method,
+        capture_method: capture as i32,
+        metadata: BTreeMap::new(),
+    }
+}
+
+/// Polls the order until it leaves the states in which it waits for the PSP or an executor.
+pub async fn settled_order(gateway: &mut Gateway, key: &str, order: &str) -> pb::PaymentOrder {
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    loop {
+        let current = gateway
+            .payments
+            .get_payment_order(authed(
+                pb::GetPaymentOrderRequest {
+                    order_id: order.to_string(),
+                },
+                key,
+            ))
+            .await
+            .expect("order readable")
+            .into_inner();
+        if ["authorized", "succeeded", "failed", "canceled"].contains(&current.state.as_str()) {
+            return current;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "order {order} stuck in {}",
+            current.state
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Creates checkout `checkout` of one order to seller `s1`, charged now by card `tok_visa`.
+pub async fn pay_by_card(
+    gateway: &mut Gateway,
+    key: &str,
+    checkout_id: &str,
+    order: &str,
+    amount: &str,
+) {
+    gateway
+        .payments
+        .create_payment(authed(
+            checkout(
+                checkout_id,
+                card("tok_visa"),
+                pb::CaptureMethod::Automatic,
+                &[(order, "s1", amount)],
+            ),
+            key,
+        ))
+        .await
+        .expect("payment created");
+}
+
+/// Polls the order until the PSP has left it pending on the buyer.
+pub async fn pending_order(gateway: &mut Gateway, key: &str, order: &str) -> pb::PaymentOrder {
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    loop {
+        let current = gateway
+            .payments
+            .get_payment_order(authed(
+                pb::GetPaymentOrderRequest {
+                    order_id: order.to_string(),
+                },
+                key,
+            ))
+            .await
+            .expect("order readable")
+            .into_inner();
+        if current.state == "pending" {
+            return current;
+        }
+        assert!(Instant::now() < deadline, "never pending: {current:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The gateway's `/metrics` text.
+pub async fn scrape(gateway: &Gateway) -> String {
+    reqwest::get(format!("{}/metrics", gateway.http_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+pub fn balance(stack: &Stack, account: AccountId) -> i128 {
+    let view = tally_raft_store::ledger_view(&*stack.kv);
+    view.account(account).map_or(0, |a| {
+        a.balances.credits_posted as i128 - a.balances.debits_posted as i128
+    })
+}
+
+pub fn held(stack: &Stack, seller: &str) -> i128 {
+    balance(
+        stack,
+        chart::merchant_held(&MerchantId::new(seller).unwrap(), Currency::USD),
+    )
+}
+
+pub fn available(stack: &Stack, seller: &str) -> i128 {
+    balance(
+        stack,
+        chart::merchant_available(&MerchantId::new(seller).unwrap(), Currency::USD),
+    )
 }

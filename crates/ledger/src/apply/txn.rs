@@ -11,7 +11,8 @@ use crate::idempotency::{IdempotencyKey, IdempotencyRecord};
 use crate::ids::{AccountId, TransferId};
 use crate::money::Currency;
 use crate::payment::{
-    ApiKeyId, Buyer, BuyerId, CheckoutId, Merchant, MerchantId, OrderId, Payment,
+    ApiKeyId, Buyer, BuyerId, CheckoutId, IndexEntry, Merchant, MerchantId, OrderId, OrderState,
+    Payment, Payout, PayoutId, TimedIndex, WorkRef,
 };
 use crate::store::{ChangeSet, HistoryEntry, LedgerMeta, LedgerRead};
 use crate::transfer::{Hold, HoldStatus, TransferRecord};
@@ -35,6 +36,7 @@ struct ChainUndo {
     merchants: Vec<(MerchantId, Option<Merchant>)>,
     buyers: Vec<(BuyerId, Option<Buyer>)>,
     payments: Vec<(CheckoutId, Option<Payment>)>,
+    payouts: Vec<(PayoutId, Option<Payout>)>,
     history_len: usize,
 }
 
@@ -51,6 +53,7 @@ pub(crate) struct Txn<'s, S: LedgerRead> {
     merchants: BTreeMap<MerchantId, Merchant>,
     buyers: BTreeMap<BuyerId, Buyer>,
     payments: BTreeMap<CheckoutId, Payment>,
+    payouts: BTreeMap<PayoutId, Payout>,
     /// Orders of payments written in this batch. May name a payment a rolled-back chain
     /// removed again; lookups check the payment still has the order.
     batch_orders: BTreeMap<OrderId, CheckoutId>,
@@ -78,6 +81,7 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
             merchants: BTreeMap::new(),
             buyers: BTreeMap::new(),
             payments: BTreeMap::new(),
+            payouts: BTreeMap::new(),
             batch_orders: BTreeMap::new(),
             history: Vec::with_capacity(2 * commands),
             chain: None,
@@ -251,6 +255,23 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
         }
     }
 
+    pub(crate) fn payout(&self, id: &PayoutId) -> Option<Payout> {
+        match self.payouts.get(id) {
+            Some(payout) => Some(payout.clone()),
+            None => self.store.payout(id),
+        }
+    }
+
+    pub(crate) fn put_payout(&mut self, payout: Payout) {
+        payout.assert_consistent();
+        let previous = self
+            .payouts
+            .insert(payout.payout_id.clone(), payout.clone());
+        if let Some(chain) = &mut self.chain {
+            chain.payouts.push((payout.payout_id, previous));
+        }
+    }
+
     pub(crate) fn lend_posting_clock(&mut self, next_ns: u64) {
         assert!(self.posting_clock_ns.is_none(), "posting clock lent twice");
         self.posting_clock_ns = Some(next_ns);
@@ -338,6 +359,12 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
                 None => self.payments.remove(&id),
             };
         }
+        for (id, previous) in undo.payouts.into_iter().rev() {
+            match previous {
+                Some(payout) => self.payouts.insert(id, payout),
+                None => self.payouts.remove(&id),
+            };
+        }
         self.history.truncate(undo.history_len);
     }
 
@@ -411,6 +438,97 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
                 meta.orders_by_state.remove(*state);
             }
         }
+        let mut timed = TimedChanges::default();
+        for payment in self.payments.values() {
+            let stored = self.store.payment(&payment.checkout_id);
+            for order in &payment.orders {
+                let dead = |o: &crate::payment::Order| match o.state {
+                    OrderState::DeadLettered { dead_at_ns } => Some(dead_at_ns),
+                    _ => None,
+                };
+                let before = stored
+                    .as_ref()
+                    .and_then(|p| p.order(&order.order_id))
+                    .and_then(dead);
+                let id = WorkRef::Charge(order.order_id.clone()).to_string();
+                timed.change(TimedIndex::DeadLetter, "", &id, before, dead(order));
+            }
+        }
+        for payout in self.payouts.values() {
+            let stored = self.store.payout(&payout.payout_id);
+            let id = payout.payout_id.as_str();
+            let before_due = stored.as_ref().and_then(|p| p.work.due_ns());
+            timed.change(
+                TimedIndex::PayoutDue,
+                "",
+                id,
+                before_due,
+                payout.work.due_ns(),
+            );
+            let before_dead = stored.as_ref().and_then(|p| p.work.dead_ns());
+            let work = WorkRef::Payout(payout.payout_id.clone()).to_string();
+            timed.change(
+                TimedIndex::DeadLetter,
+                "",
+                &work,
+                before_dead,
+                payout.work.dead_ns(),
+            );
+            timed.change(
+                TimedIndex::MerchantPayouts,
+                payout.merchant_id.as_str(),
+                id,
+                stored.as_ref().map(|p| p.created_at_ns),
+                Some(payout.created_at_ns),
+            );
+            let state_before = stored.as_ref().map(|p| p.state.name());
+            if state_before != Some(payout.state.name()) {
+                if let Some(name) = state_before {
+                    count_down(&mut meta.payouts_by_state, name);
+                }
+                *meta
+                    .payouts_by_state
+                    .entry(payout.state.name().to_string())
+                    .or_default() += 1;
+            }
+        }
+        for merchant in self.merchants.values() {
+            let stored = self.store.merchant(&merchant.id);
+            let runs = |m: &Merchant| -> BTreeMap<String, u64> {
+                m.payout_schedules
+                    .iter()
+                    .map(|s| (format!("{}/{}", m.id, s.currency.code()), s.next_run_at_ns))
+                    .collect()
+            };
+            let before = stored.as_ref().map(runs).unwrap_or_default();
+            let after = runs(merchant);
+            let ids: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+            for id in ids {
+                timed.change(
+                    TimedIndex::PayoutScheduleDue,
+                    "",
+                    id,
+                    before.get(id).copied(),
+                    after.get(id).copied(),
+                );
+            }
+        }
+        for entry in &timed.removes {
+            if entry.index == TimedIndex::DeadLetter {
+                count_down(&mut meta.dead_letters, dead_kind(&entry.id));
+            }
+        }
+        for entry in &timed.inserts {
+            if entry.index == TimedIndex::DeadLetter {
+                *meta
+                    .dead_letters
+                    .entry(dead_kind(&entry.id).to_string())
+                    .or_default() += 1;
+            }
+        }
+        timed.inserts.sort_unstable();
+        timed.removes.sort_unstable();
+
         let mut api_key_index = Vec::new();
         for merchant in self.merchants.values() {
             let stored = self.store.merchant(&merchant.id);
@@ -443,7 +561,59 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
             due_removes: indexes.due_removes,
             release_inserts: indexes.release_inserts,
             release_removes: indexes.release_removes,
+            payouts: self.payouts.into_values().collect(),
+            index_inserts: timed.inserts,
+            index_removes: timed.removes,
             meta,
+        }
+    }
+}
+
+fn count_down(counts: &mut BTreeMap<String, u64>, name: &str) {
+    let count = counts
+        .get_mut(name)
+        .expect("a counted state or kind is in the meta");
+    *count = count.checked_sub(1).expect("a count went below zero");
+    if *count == 0 {
+        counts.remove(name);
+    }
+}
+
+/// The kind of a dead-letter index id (`<kind>:<id>`).
+fn dead_kind(id: &str) -> &str {
+    id.split_once(':').map_or(id, |(kind, _)| kind)
+}
+
+/// Timed-index changes of one batch, from each record's time before and after.
+#[derive(Default)]
+struct TimedChanges {
+    inserts: Vec<IndexEntry>,
+    removes: Vec<IndexEntry>,
+}
+
+impl TimedChanges {
+    fn change(
+        &mut self,
+        index: TimedIndex,
+        owner: &str,
+        id: &str,
+        before_ns: Option<u64>,
+        after_ns: Option<u64>,
+    ) {
+        if before_ns == after_ns {
+            return;
+        }
+        let entry = |at_ns| IndexEntry {
+            index,
+            owner: owner.to_string(),
+            at_ns,
+            id: id.to_string(),
+        };
+        if let Some(at_ns) = before_ns {
+            self.removes.push(entry(at_ns));
+        }
+        if let Some(at_ns) = after_ns {
+            self.inserts.push(entry(at_ns));
         }
     }
 }

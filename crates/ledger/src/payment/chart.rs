@@ -6,7 +6,7 @@
 //! have the top bit set; that half of the id space is reserved, so a client can never take one
 //! first (`CreateAccount` and `CreateTransfer` refuse it).
 
-use super::ids::{BuyerId, MerchantId, OrderId, PspName, RefundId};
+use super::ids::{BuyerId, MerchantId, OrderId, PayoutId, PspName, RefundId};
 use crate::account::AccountFlags;
 use crate::ids::{AccountId, TransferId};
 use crate::money::Currency;
@@ -78,6 +78,10 @@ pub mod transfer_code {
     pub const REFUND: u16 = 103;
     pub const FEE_REFUND: u16 = 104;
     pub const WALLET_CHARGE: u16 = 105;
+    /// Available → payout in transit (the hold, then its post or void).
+    pub const PAYOUT: u16 = 106;
+    /// Payout in transit → PSP receivable: the PSP paid the bank out of what it owed us.
+    pub const PAYOUT_SETTLE: u16 = 107;
 }
 
 fn derive(kind: &str, parts: &[&[u8]]) -> u128 {
@@ -148,6 +152,28 @@ pub fn refund_transfer(purpose: &str, order: &OrderId, refund: &RefundId) -> Tra
             refund.as_str().as_bytes(),
         ],
     ))
+}
+
+/// The transfers of one payout, by purpose (`hold`, `post`, `void`, `settle`).
+pub fn payout_transfer(purpose: &str, payout: &PayoutId) -> TransferId {
+    TransferId(derive(
+        "payout-transfer",
+        &[purpose.as_bytes(), payout.as_str().as_bytes()],
+    ))
+}
+
+/// The payout id a schedule run derives, so racing workers and replays find the same one.
+pub fn scheduled_payout_id(merchant: &MerchantId, currency: Currency, run_at_ns: u64) -> PayoutId {
+    let digest = derive(
+        "scheduled-payout",
+        &[
+            merchant.as_str().as_bytes(),
+            currency.code().as_bytes(),
+            &run_at_ns.to_be_bytes(),
+        ],
+    );
+    PayoutId::new(format!("po_sched_{:024x}", digest & ((1u128 << 96) - 1)))
+        .expect("a hex payout id is valid")
 }
 
 #[cfg(test)]

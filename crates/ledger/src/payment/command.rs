@@ -1,9 +1,11 @@
 //! The payment commands the gateway submits through Raft, and what they answer.
 
-use super::ids::{ApiKeyId, BuyerId, CheckoutId, MerchantId, OrderId, PspName, RefundId};
+use super::ids::{ApiKeyId, BuyerId, CheckoutId, MerchantId, OrderId, PayoutId, PspName, RefundId};
 use super::model::{
     Buyer, CaptureMode, FeeSchedule, Merchant, NextAction, Payment, PaymentMethod, RiskRecord,
 };
+use super::payout::{Payout, PayoutInterval};
+use super::work::WorkRef;
 use crate::money::Currency;
 use serde::{Deserialize, Serialize};
 
@@ -71,8 +73,47 @@ pub enum ChargeOutcome {
         message: String,
         retry_at_ns: u64,
     },
-    /// Retries ran out: the order fails and is left for an operator.
+    /// Retries ran out: the order goes to the dead-letter queue for an operator.
     Exhausted { code: String, message: String },
+    /// The PSP refused the request itself (malformed, unsupported) in a way no retry fixes and
+    /// that is not a buyer's decline: straight to the dead-letter queue.
+    Poison { code: String, message: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewPayout {
+    pub payout_id: PayoutId,
+    pub merchant_id: MerchantId,
+    pub currency: crate::money::Currency,
+    /// `None` pays out the whole available balance.
+    pub amount_minor: Option<u64>,
+    pub psp: PspName,
+}
+
+/// What the PSP said about a payout (from the worker's call, a status check or a webhook).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PayoutOutcome {
+    /// Accepted; the bank transfer is under way. The worker checks its status at
+    /// `check_at_ns` unless a webhook settles it first.
+    InTransit {
+        psp_payout_id: String,
+        check_at_ns: u64,
+    },
+    /// Arrived: the held funds are posted.
+    Paid { psp_payout_id: String },
+    /// Refused for good (closed account, say): the held funds go back to available.
+    Failed { code: String, message: String },
+    /// A retryable error of claim `attempt`; the next attempt may start at `retry_at_ns`.
+    Retryable {
+        attempt: u64,
+        code: String,
+        message: String,
+        retry_at_ns: u64,
+    },
+    /// Retries ran out: dead-lettered, funds stay held until re-driven or discarded.
+    Exhausted { code: String, message: String },
+    /// No retry can help: dead-lettered at once.
+    Poison { code: String, message: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +148,9 @@ pub enum PaymentCommand {
     RecordChargeOutcome {
         order_id: OrderId,
         outcome: ChargeOutcome,
+        /// The provider's webhook event id when the outcome came by webhook: an event already
+        /// applied to the order is answered `unchanged`.
+        event_id: Option<String>,
     },
     /// Records a capture the PSP confirmed for an authorized order (full or partial).
     RecordCapture {
@@ -133,6 +177,51 @@ pub enum PaymentCommand {
     FulfillOrder {
         order_id: OrderId,
     },
+    /// Holds the seller's available funds and queues the payout for the payout worker.
+    CreatePayout(NewPayout),
+    /// A payout worker claims a due payout for `lease_ms` before calling the PSP.
+    ClaimPayout {
+        payout_id: PayoutId,
+        lease_ms: u64,
+    },
+    RecordPayoutOutcome {
+        payout_id: PayoutId,
+        outcome: PayoutOutcome,
+    },
+    /// Cancels a payout that never reached the PSP; the held funds go back to available.
+    CancelPayout {
+        payout_id: PayoutId,
+    },
+    /// Sets (or with `None` removes) the merchant's payout schedule for `currency`.
+    SetPayoutSchedule {
+        merchant_id: MerchantId,
+        currency: crate::money::Currency,
+        schedule: Option<ScheduleSpec>,
+    },
+    /// Runs a due schedule: pays out the available balance if it reaches the minimum, and sets
+    /// the next run. Not due yet: unchanged (so racing workers create one payout).
+    RunPayoutSchedule {
+        merchant_id: MerchantId,
+        currency: crate::money::Currency,
+    },
+    /// Puts dead-lettered work back in its retry queue, due now.
+    RedriveWork {
+        work: WorkRef,
+    },
+    /// Gives up on dead-lettered work for good: a charge fails, a payout fails and its funds
+    /// go back to available.
+    DiscardWork {
+        work: WorkRef,
+        reason: String,
+    },
+}
+
+/// A payout schedule as a client sets it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleSpec {
+    pub interval: PayoutInterval,
+    pub minimum_minor: u64,
+    pub psp: PspName,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +239,23 @@ pub enum PaymentOutcome {
         payment: Payment,
         changed: bool,
     },
+    Payout {
+        payout: Payout,
+        changed: bool,
+    },
+    /// The caller holds the payout for `attempt` until `lease_until_ns`.
+    PayoutClaimed {
+        attempt: u64,
+        lease_until_ns: u64,
+        payout: Payout,
+    },
+    /// A schedule ran (`payout` is the one it created, if the balance reached the minimum) or
+    /// was not due (`ran` false); `next_run_at_ns` is its next run either way.
+    ScheduleRan {
+        ran: bool,
+        payout: Option<Payout>,
+        next_run_at_ns: u64,
+    },
     /// The caller holds `order_id` for `attempt` until `lease_until_ns`.
     Claimed {
         attempt: u64,
@@ -163,11 +269,15 @@ impl PaymentOutcome {
         match self {
             PaymentOutcome::Merchant { created: true, .. }
             | PaymentOutcome::Buyer { created: true, .. }
-            | PaymentOutcome::Payment { changed: true, .. } => "ok",
+            | PaymentOutcome::Payment { changed: true, .. }
+            | PaymentOutcome::Payout { changed: true, .. }
+            | PaymentOutcome::ScheduleRan { ran: true, .. } => "ok",
             PaymentOutcome::Merchant { created: false, .. }
             | PaymentOutcome::Buyer { created: false, .. } => "exists",
-            PaymentOutcome::Payment { changed: false, .. } => "unchanged",
-            PaymentOutcome::Claimed { .. } => "claimed",
+            PaymentOutcome::Payment { changed: false, .. }
+            | PaymentOutcome::Payout { changed: false, .. }
+            | PaymentOutcome::ScheduleRan { ran: false, .. } => "unchanged",
+            PaymentOutcome::Claimed { .. } | PaymentOutcome::PayoutClaimed { .. } => "claimed",
         }
     }
 }

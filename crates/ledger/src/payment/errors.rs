@@ -3,9 +3,9 @@
 
 use crate::errors::TransferError;
 use crate::limits::{
-    API_KEYS_PER_MERCHANT_MAX, CURRENCIES_PER_PARTY_MAX, FEE_BPS_MAX, HOLD_PERIOD_S_MAX,
-    MERCHANT_NAME_BYTES_MAX, ORDERS_PER_PAYMENT_MAX, ORDER_LEASE_MS_MAX, PSP_REFERENCE_BYTES_MAX,
-    REFUNDS_PER_ORDER_MAX, RISK_REASONS_MAX,
+    API_KEYS_PER_MERCHANT_MAX, CURRENCIES_PER_PARTY_MAX, DISCARD_REASON_BYTES_MAX, FEE_BPS_MAX,
+    HOLD_PERIOD_S_MAX, MERCHANT_NAME_BYTES_MAX, ORDERS_PER_PAYMENT_MAX, ORDER_LEASE_MS_MAX,
+    PSP_REFERENCE_BYTES_MAX, REFUNDS_PER_ORDER_MAX, RISK_REASONS_MAX,
 };
 use serde::{Deserialize, Serialize};
 
@@ -105,6 +105,32 @@ pub enum PaymentError {
     ReturnUrlInvalid,
     #[error("the ledger refused a payment transfer: {code}")]
     TransferRefused { code: String },
+    #[error("payout {payout} not found")]
+    PayoutNotFound { payout: String },
+    #[error("payout {payout} exists with a different merchant, currency, amount or PSP; use a new payout id")]
+    PayoutExistsWithDifferentFields { payout: String },
+    #[error("merchant {merchant} has {available_minor} minor units of {currency} available; a payout must be positive and at most that")]
+    PayoutExceedsAvailable {
+        merchant: String,
+        currency: String,
+        available_minor: u64,
+    },
+    #[error("payout {payout} is {state}; {action} is not allowed in that state")]
+    PayoutInvalidTransition {
+        payout: String,
+        state: String,
+        action: String,
+    },
+    #[error(
+        "payout {payout} is held by a worker until {lease_until_ns} ns or not due; retry after"
+    )]
+    PayoutNotClaimable { payout: String, lease_until_ns: u64 },
+    #[error("merchant {merchant} has no {currency} payout schedule")]
+    ScheduleNotFound { merchant: String, currency: String },
+    #[error("{work} is not in the dead-letter queue")]
+    NotDeadLettered { work: String },
+    #[error("a discard needs a reason of 1 to {DISCARD_REASON_BYTES_MAX} bytes")]
+    DiscardReasonInvalid,
 }
 
 impl PaymentError {
@@ -149,6 +175,14 @@ impl PaymentError {
             ApiKeyNotFound { .. } => "api_key_not_found",
             TransferRefused { .. } => "transfer_refused",
             ReturnUrlInvalid => "return_url_invalid",
+            PayoutNotFound { .. } => "payout_not_found",
+            PayoutExistsWithDifferentFields { .. } => "payout_exists_with_different_fields",
+            PayoutExceedsAvailable { .. } => "payout_exceeds_available",
+            PayoutInvalidTransition { .. } => "payout_invalid_transition",
+            PayoutNotClaimable { .. } => "payout_not_claimable",
+            ScheduleNotFound { .. } => "schedule_not_found",
+            NotDeadLettered { .. } => "not_dead_lettered",
+            DiscardReasonInvalid => "discard_reason_invalid",
         }
     }
 

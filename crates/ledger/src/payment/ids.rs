@@ -90,6 +90,12 @@ string_id!(
     "refund id"
 );
 string_id!(
+    /// A payout to a seller's bank, chosen by the client (or derived by a schedule); the PSP
+    /// idempotency key of the payout.
+    PayoutId,
+    "payout id"
+);
+string_id!(
     /// A payment service provider's name in the chart of accounts (`psp:<name>:receivable`).
     PspName,
     "psp name"

@@ -8,18 +8,26 @@ mod command;
 mod errors;
 mod ids;
 mod model;
+mod payout;
 mod query;
+pub mod work;
 
 pub use command::{
-    ChargeOutcome, NewBuyer, NewMerchant, NewOrder, NewPayment, PaymentCommand, PaymentOutcome,
+    ChargeOutcome, NewBuyer, NewMerchant, NewOrder, NewPayment, NewPayout, PaymentCommand,
+    PaymentOutcome, PayoutOutcome, ScheduleSpec,
 };
 pub use errors::PaymentError;
-pub use ids::{ApiKeyId, BuyerId, CheckoutId, InvalidId, MerchantId, OrderId, PspName, RefundId};
+pub use ids::{
+    ApiKeyId, BuyerId, CheckoutId, InvalidId, MerchantId, OrderId, PayoutId, PspName, RefundId,
+};
 pub use model::{
     ApiKeyRecord, Buyer, CaptureMode, FeeSchedule, FundsSource, Merchant, NextAction, Order,
     OrderError, OrderState, PartyStatus, Payment, PaymentMethod, PaymentStatus, Refund,
     RefundState, RiskOutcome, RiskRecord,
 };
+pub use payout::{Payout, PayoutInterval, PayoutSchedule, PayoutState, WorkState};
 pub use query::{
-    query_payments, PaymentQuery, PaymentQueryResult, ORDERS_DUE_PAGE_MAX, PAYMENTS_PAGE_MAX,
+    dead_letter, query_payments, PaymentQuery, PaymentQueryResult, ORDERS_DUE_PAGE_MAX,
+    PAYMENTS_PAGE_MAX, WORK_PAGE_MAX,
 };
+pub use work::{AttemptRecord, DeadLetter, IndexEntry, TimedIndex, WorkRef};

@@ -4,6 +4,8 @@
 //! can never disagree.
 
 use super::ids::{ApiKeyId, BuyerId, CheckoutId, MerchantId, OrderId, PspName, RefundId};
+use super::payout::PayoutSchedule;
+use super::work::AttemptRecord;
 use crate::money::Currency;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -50,6 +52,8 @@ pub struct Merchant {
     /// After capture, funds stay held this long unless the order is fulfilled earlier.
     pub hold_period_s: u32,
     pub api_keys: Vec<ApiKeyRecord>,
+    /// At most one per currency.
+    pub payout_schedules: Vec<PayoutSchedule>,
     pub created_at_ns: u64,
     pub updated_at_ns: u64,
 }
@@ -123,6 +127,13 @@ pub enum OrderState {
     RetryScheduled {
         not_before_ns: u64,
     },
+    /// Retries ran out, or the PSP refused the request in a way no retry fixes: the order waits
+    /// in the dead-letter queue for an operator to re-drive (back to `RetryScheduled`, whose
+    /// first step is a status check) or discard (`Failed`). The PSP may have charged, so this
+    /// is not final.
+    DeadLettered {
+        dead_at_ns: u64,
+    },
     /// The PSP accepted the charge but completes it later (3-D Secure, QR): a webhook or a status
     /// check settles it.
     Pending {
@@ -141,7 +152,9 @@ impl OrderState {
     pub fn rank(&self) -> u8 {
         match self {
             OrderState::NotStarted => 0,
-            OrderState::Executing { .. } | OrderState::RetryScheduled { .. } => 1,
+            OrderState::Executing { .. }
+            | OrderState::RetryScheduled { .. }
+            | OrderState::DeadLettered { .. } => 1,
             // `apply::payment::execution::PENDING_RANK` names this value.
             OrderState::Pending { .. } => 2,
             OrderState::Authorized => 3,
@@ -161,6 +174,7 @@ impl OrderState {
             OrderState::NotStarted => "not_started",
             OrderState::Executing { .. } => "executing",
             OrderState::RetryScheduled { .. } => "retry_scheduled",
+            OrderState::DeadLettered { .. } => "dead_lettered",
             OrderState::Pending { .. } => "pending",
             OrderState::Authorized => "authorized",
             OrderState::Succeeded => "succeeded",
@@ -177,6 +191,7 @@ impl OrderState {
             OrderState::RetryScheduled { not_before_ns } => Some(*not_before_ns),
             OrderState::Pending { check_at_ns } => Some(*check_at_ns),
             OrderState::Authorized
+            | OrderState::DeadLettered { .. }
             | OrderState::Succeeded
             | OrderState::Failed
             | OrderState::Canceled => None,
@@ -240,6 +255,10 @@ pub struct Order {
     pub released: bool,
     pub refunds: Vec<Refund>,
     pub last_error: Option<OrderError>,
+    /// Failed attempts, newest last (at most `ATTEMPTS_KEPT_MAX`).
+    pub attempts: Vec<AttemptRecord>,
+    /// Provider event ids already applied (newest last, at most `WEBHOOK_EVENTS_PER_ORDER_MAX`).
+    pub webhook_events: Vec<String>,
     /// Set while the order is pending at the PSP on the buyer; cleared when it moves on.
     pub next_action: Option<NextAction>,
     pub created_at_ns: u64,
@@ -306,6 +325,8 @@ impl Order {
             self.order_id
         );
         assert!(self.refunds.len() <= crate::limits::REFUNDS_PER_ORDER_MAX);
+        assert!(self.attempts.len() <= crate::limits::ATTEMPTS_KEPT_MAX);
+        assert!(self.webhook_events.len() <= crate::limits::WEBHOOK_EVENTS_PER_ORDER_MAX);
         if self.captured_minor > 0 {
             assert_eq!(
                 self.state,

@@ -1,8 +1,11 @@
 //! Read-only questions about payments, answered from any `LedgerRead`. The node answers them
 //! after a linearizable read barrier; the gateway asks them over gRPC.
 
-use super::ids::{ApiKeyId, BuyerId, CheckoutId, MerchantId, OrderId};
-use super::model::{Buyer, Merchant, Payment};
+use super::ids::{ApiKeyId, BuyerId, CheckoutId, MerchantId, OrderId, PayoutId};
+use super::model::{Buyer, Merchant, OrderState, Payment};
+use super::payout::{Payout, WorkState};
+use super::work::{DeadLetter, TimedIndex, WorkRef};
+use crate::money::Currency;
 use crate::store::LedgerRead;
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +13,8 @@ use serde::{Deserialize, Serialize};
 pub const ORDERS_DUE_PAGE_MAX: usize = 1_000;
 /// Payments one `MerchantPayments` page returns at most.
 pub const PAYMENTS_PAGE_MAX: usize = 100;
+/// Payouts, schedules or dead letters one page returns at most.
+pub const WORK_PAGE_MAX: usize = 1_000;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PaymentQuery {
@@ -43,6 +48,35 @@ pub enum PaymentQuery {
         before: Option<(u64, CheckoutId)>,
         limit: u32,
     },
+    Payout {
+        payout_id: PayoutId,
+    },
+    /// A merchant's payouts, newest first, before the cursor `(created_at_ns, payout id)`.
+    MerchantPayouts {
+        merchant_id: MerchantId,
+        before: Option<(u64, String)>,
+        limit: u32,
+    },
+    /// Payouts due for the payout worker at `up_to_ns`, earliest first.
+    PayoutsDue {
+        up_to_ns: u64,
+        limit: u32,
+    },
+    /// Payout schedules due to run at `up_to_ns`, earliest first.
+    PayoutSchedulesDue {
+        up_to_ns: u64,
+        limit: u32,
+    },
+    /// The dead-letter queue, oldest first, after the cursor `(dead_at_ns, work text)`.
+    DeadLetters {
+        after: Option<(u64, String)>,
+        limit: u32,
+    },
+    DeadLetter {
+        work: WorkRef,
+    },
+    /// Payouts by state and dead letters by kind, cluster-wide (from the replicated meta).
+    WorkCounts,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +92,70 @@ pub enum PaymentQueryResult {
         payments: Vec<Payment>,
         next: Option<(u64, CheckoutId)>,
     },
+    Payout(Option<Payout>),
+    /// The page, and the cursor of its last payout when more may follow.
+    Payouts {
+        payouts: Vec<Payout>,
+        next: Option<(u64, String)>,
+    },
+    PayoutsDue(Vec<(u64, PayoutId)>),
+    PayoutSchedulesDue(Vec<(u64, MerchantId, Currency)>),
+    DeadLetters {
+        letters: Vec<DeadLetter>,
+        next: Option<(u64, String)>,
+    },
+    DeadLetter(Option<DeadLetter>),
+    WorkCounts {
+        payouts_by_state: std::collections::BTreeMap<String, u64>,
+        dead_letters: std::collections::BTreeMap<String, u64>,
+    },
+}
+
+/// The dead letter for `work`, if it is dead-lettered now.
+pub fn dead_letter<S: LedgerRead>(store: &S, work: &WorkRef) -> Option<DeadLetter> {
+    match work {
+        WorkRef::Charge(order_id) => {
+            let payment = store
+                .order_checkout(order_id)
+                .and_then(|checkout| store.payment(&checkout))?;
+            let order = payment.order(order_id)?;
+            let OrderState::DeadLettered { dead_at_ns } = order.state else {
+                return None;
+            };
+            Some(DeadLetter {
+                work: work.clone(),
+                dead_at_ns,
+                attempt: order.attempt,
+                last_error: order.last_error.clone(),
+                history: order.attempts.clone(),
+                merchant_id: order.seller_id.to_string(),
+                amount_minor: order.amount_minor,
+                currency: order.currency.code().to_string(),
+            })
+        }
+        WorkRef::Payout(payout_id) => {
+            let payout = store.payout(payout_id)?;
+            let WorkState::Dead { at_ns } = payout.work else {
+                return None;
+            };
+            Some(DeadLetter {
+                work: work.clone(),
+                dead_at_ns: at_ns,
+                attempt: payout.attempt,
+                last_error: payout.last_error.clone(),
+                history: payout.attempts.clone(),
+                merchant_id: payout.merchant_id.to_string(),
+                amount_minor: payout.amount_minor,
+                currency: payout.currency.code().to_string(),
+            })
+        }
+    }
+}
+
+fn page_next<T: Clone>(page: &[T], limit: usize) -> Option<T> {
+    (page.len() == limit)
+        .then(|| page.last().cloned())
+        .flatten()
 }
 
 pub fn query_payments<S: LedgerRead>(store: &S, query: &PaymentQuery) -> PaymentQueryResult {
@@ -101,6 +199,73 @@ pub fn query_payments<S: LedgerRead>(store: &S, query: &PaymentQuery) -> Payment
                 .filter_map(|(_, checkout)| store.payment(checkout))
                 .collect();
             PaymentQueryResult::MerchantPayments { payments, next }
+        }
+        PaymentQuery::Payout { payout_id } => PaymentQueryResult::Payout(store.payout(payout_id)),
+        PaymentQuery::MerchantPayouts {
+            merchant_id,
+            before,
+            limit,
+        } => {
+            let limit = (*limit as usize).clamp(1, WORK_PAGE_MAX);
+            let page = store.index_scan_desc(
+                TimedIndex::MerchantPayouts,
+                merchant_id.as_str(),
+                before.clone(),
+                limit,
+            );
+            let next = page_next(&page, limit);
+            let payouts = page
+                .iter()
+                .filter_map(|(_, id)| PayoutId::new(id.as_str()).ok())
+                .filter_map(|id| store.payout(&id))
+                .collect();
+            PaymentQueryResult::Payouts { payouts, next }
+        }
+        PaymentQuery::PayoutsDue { up_to_ns, limit } => {
+            let limit = (*limit as usize).clamp(1, WORK_PAGE_MAX);
+            let due = store.index_scan(TimedIndex::PayoutDue, "", None, *up_to_ns, limit);
+            PaymentQueryResult::PayoutsDue(
+                due.into_iter()
+                    .filter_map(|(at_ns, id)| PayoutId::new(id).ok().map(|id| (at_ns, id)))
+                    .collect(),
+            )
+        }
+        PaymentQuery::PayoutSchedulesDue { up_to_ns, limit } => {
+            let limit = (*limit as usize).clamp(1, WORK_PAGE_MAX);
+            let due = store.index_scan(TimedIndex::PayoutScheduleDue, "", None, *up_to_ns, limit);
+            PaymentQueryResult::PayoutSchedulesDue(
+                due.into_iter()
+                    .filter_map(|(at_ns, id)| {
+                        let (merchant, currency) = id.split_once('/')?;
+                        Some((
+                            at_ns,
+                            MerchantId::new(merchant).ok()?,
+                            currency.parse::<Currency>().ok()?,
+                        ))
+                    })
+                    .collect(),
+            )
+        }
+        PaymentQuery::DeadLetters { after, limit } => {
+            let limit = (*limit as usize).clamp(1, WORK_PAGE_MAX);
+            let page = store.index_scan(TimedIndex::DeadLetter, "", after.clone(), u64::MAX, limit);
+            let next = page_next(&page, limit);
+            let letters = page
+                .iter()
+                .filter_map(|(_, id)| WorkRef::parse(id))
+                .filter_map(|work| dead_letter(store, &work))
+                .collect();
+            PaymentQueryResult::DeadLetters { letters, next }
+        }
+        PaymentQuery::DeadLetter { work } => {
+            PaymentQueryResult::DeadLetter(dead_letter(store, work))
+        }
+        PaymentQuery::WorkCounts => {
+            let meta = store.meta();
+            PaymentQueryResult::WorkCounts {
+                payouts_by_state: meta.payouts_by_state,
+                dead_letters: meta.dead_letters,
+            }
         }
     }
 }

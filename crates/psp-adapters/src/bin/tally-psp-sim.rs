@@ -1,7 +1,7 @@
 //! `tally-psp-sim`: runs the PSP simulator (see `tally_psp::sim`) on an address.
 
 use clap::Parser;
-use tally_psp::sim::{serve, SimConfig};
+use tally_psp::sim::{serve, SimConfig, WebhookChaos};
 
 #[derive(Parser)]
 #[command(
@@ -25,12 +25,30 @@ struct Args {
     #[arg(long, default_value_t = 30_000)]
     timeout_fault_ms: u64,
     /// Faults for the first money calls, in order: KIND:COUNT with KIND one of timeout,
-    /// error_500, lost_response, latency=<ms> (repeatable; more by POST /v1/sim/faults).
+    /// error_500, lost_response, invalid_request, latency=<ms> (repeatable; more by
+    /// POST /v1/sim/faults).
     #[arg(long = "fault", value_name = "KIND:COUNT")]
     faults: Vec<String>,
     /// The base URL buyers reach the simulator at (payment pages); default http://<listen>.
     #[arg(long, env = "TALLY_PSP_PUBLIC_URL")]
     public_url: Option<String>,
+    /// How long a payout stays in transit before the bank has it (0: paid at once).
+    #[arg(long, default_value_t = 0)]
+    payout_settle_ms: u64,
+    /// Percent of webhook events dropped (the gateway's status checks must cover them).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    webhook_drop_pct: u8,
+    /// Percent of webhook events sent twice.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    webhook_duplicate_pct: u8,
+    /// Percent of webhook events delayed by up to --webhook-delay-ms-max (so out of order).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    webhook_delay_pct: u8,
+    #[arg(long, default_value_t = 2_000)]
+    webhook_delay_ms_max: u64,
+    /// Seed of the webhook chaos draws, to replay a run.
+    #[arg(long, default_value_t = 0)]
+    webhook_chaos_seed: u64,
 }
 
 #[tokio::main]
@@ -48,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
             .and_then(|(kind, count)| Some((kind, count.parse::<u32>().ok()?)))
             .filter(|(kind, _)| tally_psp::sim::is_fault(kind));
         let Some((kind, count)) = parsed else {
-            anyhow::bail!("--fault {entry:?}: write KIND:COUNT, KIND one of timeout, error_500, lost_response, latency=<ms>");
+            anyhow::bail!("--fault {entry:?}: write KIND:COUNT, KIND one of timeout, error_500, lost_response, invalid_request, latency=<ms>");
         };
         faults.push((kind.to_string(), count));
     }
@@ -66,6 +84,14 @@ async fn main() -> anyhow::Result<()> {
                 .public_url
                 .unwrap_or_else(|| format!("http://{}", args.listen)),
             faults,
+            payout_settle_ms: args.payout_settle_ms,
+            webhook_chaos: WebhookChaos {
+                drop_pct: args.webhook_drop_pct,
+                duplicate_pct: args.webhook_duplicate_pct,
+                delay_pct: args.webhook_delay_pct,
+                delay_ms_max: args.webhook_delay_ms_max,
+                seed: args.webhook_chaos_seed,
+            },
         },
     )
     .await?;

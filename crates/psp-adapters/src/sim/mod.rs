@@ -20,12 +20,16 @@ mod state;
 
 pub use state::{Fault, CHARGES_MAX};
 
-use crate::model::{Charge, ChargeRequest, ChargeStatus, RefundRequest, WebhookEvent};
+use crate::model::{
+    Charge, ChargeRequest, ChargeStatus, PayoutRequest, RefundRequest, WebhookEvent,
+};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use state::{Refusal, SimState};
 use std::collections::BTreeMap;
@@ -50,8 +54,25 @@ pub struct SimConfig {
     /// The base URL buyers reach the simulator at, for payment pages.
     pub public_url: String,
     /// Faults queued at start, in order: (`timeout` | `error_500` | `lost_response` |
-    /// `latency=<ms>`, how many money calls get it). Check them with [`is_fault`].
+    /// `invalid_request` | `latency=<ms>`, how many money calls get it). Check them with
+    /// [`is_fault`].
     pub faults: Vec<(String, u32)>,
+    /// How long a payout stays in transit before it is paid (0: paid at once).
+    pub payout_settle_ms: u64,
+    /// Webhook misbehaviour, like a real PSP's: some dropped, duplicated or late (and so out of
+    /// order).
+    pub webhook_chaos: WebhookChaos,
+}
+
+/// Percentages of webhook events the simulator drops, sends twice, or delays by up to
+/// `delay_ms_max` (which reorders them), drawn from `seed`.
+#[derive(Clone, Debug, Default)]
+pub struct WebhookChaos {
+    pub drop_pct: u8,
+    pub duplicate_pct: u8,
+    pub delay_pct: u8,
+    pub delay_ms_max: u64,
+    pub seed: u64,
 }
 
 /// Whether `text` names a fault the simulator can inject.
@@ -67,6 +88,8 @@ impl Default for SimConfig {
             timeout_fault_ms: TIMEOUT_FAULT_MS,
             public_url: "http://127.0.0.1:7300".to_string(),
             faults: Vec::new(),
+            payout_settle_ms: 0,
+            webhook_chaos: WebhookChaos::default(),
         }
     }
 }
@@ -76,6 +99,7 @@ struct Sim {
     state: Arc<Mutex<SimState>>,
     config: Arc<SimConfig>,
     http: reqwest::Client,
+    chaos_rng: Arc<Mutex<StdRng>>,
 }
 
 impl Sim {
@@ -98,11 +122,12 @@ pub fn router(config: SimConfig) -> Router {
     }
     let sim = Sim {
         state: Arc::new(Mutex::new(state)),
-        config: Arc::new(config),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new()),
+        chaos_rng: Arc::new(Mutex::new(StdRng::seed_from_u64(config.webhook_chaos.seed))),
+        config: Arc::new(config),
     };
     Router::new()
         .route("/v1/charges", post(create_charge).get(charge_by_key))
@@ -110,6 +135,7 @@ pub fn router(config: SimConfig) -> Router {
         .route("/v1/charges/{id}/capture", post(capture))
         .route("/v1/charges/{id}/cancel", post(cancel))
         .route("/v1/refunds", post(refund))
+        .route("/v1/payouts", post(create_payout).get(payout_by_key))
         .route("/v1/sim/charges/{id}/complete", post(complete))
         .route("/v1/pay/{token}", get(page).post(pay))
         .route("/v1/sim/webhooks/{id}/resend", post(resend))
@@ -144,6 +170,12 @@ fn idempotency_key(headers: &HeaderMap) -> Option<String> {
         .and_then(|value| value.to_str().ok())
         .filter(|key| !key.is_empty() && key.len() <= 255)
         .map(str::to_string)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn now_s() -> u64 {
@@ -187,6 +219,10 @@ async fn create_charge(
             Some(Fault::Error500) => {
                 sim.state().abandon_charge(&request.idempotency_key);
                 error(500, "psp_unavailable", "injected error")
+            }
+            Some(Fault::InvalidRequest) => {
+                sim.state().abandon_charge(&request.idempotency_key);
+                error(400, "invalid_request", "injected poison request")
             }
             Some(Fault::LostResponse) => {
                 let charged = sim.state().charge(&request, &fingerprint);
@@ -295,6 +331,40 @@ async fn refund(
     .await
 }
 
+async fn create_payout(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    Json(request): Json<PayoutRequest>,
+) -> Response {
+    if idempotency_key(&headers).as_deref() != Some(request.idempotency_key.as_str()) {
+        return error(
+            400,
+            "invalid_request",
+            "send the idempotency-key header, equal to the body's idempotency_key",
+        );
+    }
+    let fault = match fault_of(&sim, &headers) {
+        Ok(fault) => fault,
+        Err(response) => return *response,
+    };
+    let fingerprint = serde_json::to_string(&request).unwrap_or_default();
+    let now = now_ms();
+    let arrives_at_ms = now + sim.config.payout_settle_ms;
+    with_fault(fault, sim.config.timeout_fault_ms, || {
+        sim.state()
+            .payout(&request, &fingerprint, arrives_at_ms, now)
+    })
+    .await
+}
+
+async fn payout_by_key(State(sim): State<Sim>, Query(query): Query<KeyQuery>) -> Response {
+    let payout = sim.state().payout_by_key(&query.idempotency_key, now_ms());
+    match payout {
+        Some(payout) => ok(payout),
+        None => error(404, "not_found", "no payout under this idempotency key"),
+    }
+}
+
 /// The fault for this request: the `x-sim-fault` header's, else the next queued one. A header
 /// naming no known fault is answered 400 (boxed: a response is large next to a fault).
 fn fault_of(sim: &Sim, headers: &HeaderMap) -> Result<Option<Fault>, Box<Response>> {
@@ -326,6 +396,7 @@ async fn with_fault<T: serde::Serialize>(
             error(504, "timeout", "injected timeout")
         }
         Some(Fault::Error500) => error(500, "psp_unavailable", "injected error"),
+        Some(Fault::InvalidRequest) => error(400, "invalid_request", "injected poison request"),
         Some(Fault::LostResponse) => match act() {
             Ok(_) => error(500, "psp_unavailable", "injected lost response"),
             Err(refused) => refusal(refused),
@@ -441,7 +512,7 @@ async fn resend(State(sim): State<Sim>, Path(id): Path<String>) -> Response {
     let event = sim.state().events.get(&id).cloned();
     match event {
         Some(event) => {
-            let delivered = deliver(sim.clone(), event).await;
+            let delivered = deliver_once(sim.clone(), event).await;
             ok(serde_json::json!({ "delivered": delivered }))
         }
         None => error(404, "not_found", format!("no event {id}")),
@@ -473,8 +544,47 @@ async fn ledger(State(sim): State<Sim>) -> Response {
     ok(rows)
 }
 
-/// Posts a signed event to the webhook URL, retrying with backoff; true once a 2xx came back.
+/// What the chaos settings make of one event: dropped, or sent `copies` times after `delay_ms`.
+fn chaos_plan(sim: &Sim) -> Option<(u32, u64)> {
+    let chaos = &sim.config.webhook_chaos;
+    let mut rng = sim
+        .chaos_rng
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if rng.random_range(0..100u8) < chaos.drop_pct {
+        return None;
+    }
+    let copies = if rng.random_range(0..100u8) < chaos.duplicate_pct {
+        2
+    } else {
+        1
+    };
+    let delay_ms = if chaos.delay_ms_max > 0 && rng.random_range(0..100u8) < chaos.delay_pct {
+        rng.random_range(0..=chaos.delay_ms_max)
+    } else {
+        0
+    };
+    Some((copies, delay_ms))
+}
+
+/// Sends an event as the chaos settings say (possibly not at all); true if a copy got a 2xx.
 async fn deliver(sim: Sim, event: WebhookEvent) -> bool {
+    let Some((copies, delay_ms)) = chaos_plan(&sim) else {
+        tracing::info!(event = %event.event_id, "webhook dropped (chaos)");
+        return false;
+    };
+    if delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    }
+    let mut delivered = false;
+    for _ in 0..copies {
+        delivered |= deliver_once(sim.clone(), event.clone()).await;
+    }
+    delivered
+}
+
+/// Posts a signed event to the webhook URL, retrying with backoff; true once a 2xx came back.
+async fn deliver_once(sim: Sim, event: WebhookEvent) -> bool {
     let Some(url) = sim.config.webhook_url.clone() else {
         return false;
     };

@@ -3,8 +3,8 @@
 //! parallelism).
 
 use crate::model::{
-    Charge, ChargeRequest, ChargeStatus, NextAction, PaymentMethod, Refund, RefundRequest,
-    SimLedgerRow, WebhookEvent,
+    Charge, ChargeRequest, ChargeStatus, NextAction, PaymentMethod, Payout, PayoutRequest,
+    PayoutStatus, Refund, RefundRequest, SimLedgerRow, WebhookEvent,
 };
 use std::collections::{BTreeMap, VecDeque};
 
@@ -24,6 +24,8 @@ pub enum Fault {
     Error500,
     /// Charge, then answer 500: the client cannot know it was charged.
     LostResponse,
+    /// Answer 400 `invalid_request` without acting: a poison message for the caller.
+    InvalidRequest,
 }
 
 impl Fault {
@@ -32,6 +34,7 @@ impl Fault {
             "timeout" => Some(Fault::Timeout),
             "error_500" => Some(Fault::Error500),
             "lost_response" => Some(Fault::LostResponse),
+            "invalid_request" => Some(Fault::InvalidRequest),
             other => other
                 .strip_prefix("latency=")
                 .and_then(|ms| ms.parse().ok())
@@ -76,6 +79,9 @@ pub struct SimState {
     pub public_url: String,
     /// Buyer pages by registration token: 3-D Secure and hosted payment pages.
     pages: BTreeMap<String, Page>,
+    /// Payouts by idempotency key, with their request's fingerprint and when they arrive at
+    /// the bank (Unix ms).
+    payouts: BTreeMap<String, (String, Payout, u64)>,
 }
 
 /// A page a buyer completes a pending charge on.
@@ -511,5 +517,74 @@ impl SimState {
         };
         self.events.insert(event.event_id.clone(), event.clone());
         Ok((charge, event))
+    }
+
+    /// Sends a payout under its key (a retry gets the stored one). A destination containing
+    /// `closed` fails (a closed bank account); any other is in transit until `arrives_at_ms`.
+    pub fn payout(
+        &mut self,
+        request: &PayoutRequest,
+        fingerprint: &str,
+        arrives_at_ms: u64,
+        now_ms: u64,
+    ) -> Result<Payout, Refusal> {
+        if let Some((stored_fingerprint, _, _)) = self.payouts.get(&request.idempotency_key) {
+            if stored_fingerprint != fingerprint {
+                return Err(refuse(
+                    409,
+                    "idempotency_key_reused",
+                    "this idempotency key was used with a different payout",
+                ));
+            }
+            return Ok(self
+                .payout_by_key(&request.idempotency_key, now_ms)
+                .expect("a stored payout"));
+        }
+        if request.amount_minor == 0 {
+            return Err(refuse(400, "invalid_request", "a payout must be positive"));
+        }
+        if self.payouts.len() >= CHARGES_MAX {
+            return Err(refuse(503, "psp_unavailable", "the simulator is full"));
+        }
+        let status = if request.destination.contains("closed") {
+            PayoutStatus::Failed {
+                code: "account_closed".to_string(),
+                message: "the destination bank account is closed".to_string(),
+            }
+        } else {
+            self.ledger.push(SimLedgerRow {
+                kind: "payout".to_string(),
+                charge_id: request.idempotency_key.clone(),
+                idempotency_key: request.idempotency_key.clone(),
+                amount_minor: request.amount_minor,
+                currency: request.currency.clone(),
+            });
+            PayoutStatus::InTransit
+        };
+        let payout = Payout {
+            payout_id: self.next("po"),
+            idempotency_key: request.idempotency_key.clone(),
+            amount_minor: request.amount_minor,
+            currency: request.currency.clone(),
+            destination: request.destination.clone(),
+            status,
+        };
+        self.payouts.insert(
+            request.idempotency_key.clone(),
+            (fingerprint.to_string(), payout, arrives_at_ms),
+        );
+        Ok(self
+            .payout_by_key(&request.idempotency_key, now_ms)
+            .expect("just stored"))
+    }
+
+    /// The payout under `key`, paid once its arrival time has passed.
+    pub fn payout_by_key(&self, key: &str, now_ms: u64) -> Option<Payout> {
+        let (_, payout, arrives_at_ms) = self.payouts.get(key)?;
+        let mut payout = payout.clone();
+        if payout.status == PayoutStatus::InTransit && now_ms >= *arrives_at_ms {
+            payout.status = PayoutStatus::Paid;
+        }
+        Some(payout)
     }
 }

@@ -138,6 +138,8 @@ pub(super) fn create<S: LedgerRead>(
             released: false,
             refunds: Vec::new(),
             last_error: None,
+            attempts: Vec::new(),
+            webhook_events: Vec::new(),
             next_action: None,
             created_at_ns: now_ns,
             updated_at_ns: now_ns,

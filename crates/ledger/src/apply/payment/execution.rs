@@ -8,8 +8,9 @@ use super::postings::{capture, CaptureSource};
 use super::{changed, check_text, invalid_transition, payment_of, unchanged};
 use crate::limits::{
     NANOS_PER_MILLISECOND, NEXT_ACTION_BYTES_MAX, ORDER_ERROR_BYTES_MAX, ORDER_LEASE_MS_MAX,
-    PENDING_CHECK_AFTER_MS, PSP_REFERENCE_BYTES_MAX,
+    PENDING_CHECK_AFTER_MS, PSP_REFERENCE_BYTES_MAX, WEBHOOK_EVENTS_PER_ORDER_MAX,
 };
+use crate::payment::work::{log_attempt, AttemptRecord};
 use crate::payment::{
     ChargeOutcome, NextAction, Order, OrderError, OrderId, OrderState, PaymentError, PaymentMethod,
     PaymentOutcome,
@@ -116,7 +117,8 @@ fn check_outcome(outcome: &ChargeOutcome, order: &Order) -> Result<(), PaymentEr
         }
         ChargeOutcome::Declined { code, message }
         | ChargeOutcome::Retryable { code, message, .. }
-        | ChargeOutcome::Exhausted { code, message } => {
+        | ChargeOutcome::Exhausted { code, message }
+        | ChargeOutcome::Poison { code, message } => {
             check_text("error.code", code, ORDER_ERROR_BYTES_MAX)?;
             check_text("error.message", message, ORDER_ERROR_BYTES_MAX)
         }
@@ -127,14 +129,27 @@ pub(super) fn record_outcome<S: LedgerRead>(
     txn: &mut Txn<'_, S>,
     order_id: &OrderId,
     outcome: &ChargeOutcome,
+    event_id: Option<&str>,
     now_ns: u64,
 ) -> Result<PaymentOutcome, PaymentError> {
+    if let Some(event_id) = event_id {
+        check_text("event_id", event_id, PSP_REFERENCE_BYTES_MAX)?;
+    }
     let mut payment = payment_of(txn, order_id)?;
     let psp = payment.psp.clone();
     let order = payment
         .order_mut(order_id)
         .expect("payment_of found the order");
     check_outcome(outcome, order)?;
+    if event_id.is_some_and(|id| order.webhook_events.iter().any(|seen| seen == id)) {
+        return unchanged(payment);
+    }
+    let failed_attempt = |order: &Order, code: &str, message: &str| AttemptRecord {
+        attempt: order.attempt,
+        at_ns: now_ns,
+        code: code.to_string(),
+        message: message.to_string(),
+    };
     let rank = order.state.rank();
     let error = |code: &str, message: &str| {
         Some(OrderError {
@@ -207,13 +222,24 @@ pub(super) fn record_outcome<S: LedgerRead>(
                 not_before_ns: (*retry_at_ns).max(now_ns),
             };
             order.last_error = error(code, message);
+            let record = failed_attempt(order, code, message);
+            log_attempt(&mut order.attempts, record);
         }
-        ChargeOutcome::Exhausted { code, message } => {
-            if rank >= PENDING_RANK {
+        ChargeOutcome::Exhausted { code, message } | ChargeOutcome::Poison { code, message } => {
+            let dead = matches!(order.state, OrderState::DeadLettered { .. });
+            if rank >= PENDING_RANK || dead {
                 return unchanged(payment);
             }
-            order.state = OrderState::Failed;
+            order.state = OrderState::DeadLettered { dead_at_ns: now_ns };
             order.last_error = error(code, message);
+            let record = failed_attempt(order, code, message);
+            log_attempt(&mut order.attempts, record);
+        }
+    }
+    if let Some(event_id) = event_id {
+        order.webhook_events.push(event_id.to_string());
+        if order.webhook_events.len() > WEBHOOK_EVENTS_PER_ORDER_MAX {
+            order.webhook_events.remove(0);
         }
     }
     if order.state.rank() > PENDING_RANK {
@@ -267,6 +293,54 @@ pub(super) fn cancel<S: LedgerRead>(
         _ => return Err(invalid_transition(order_id, order.state.name(), "cancel")),
     }
     order.state = OrderState::Canceled;
+    order.updated_at_ns = now_ns;
+    changed(txn, payment, now_ns)
+}
+
+/// Puts a dead-lettered order back in the retry queue, due now. Its attempt count stays, so
+/// the executor asks the PSP for the charge's status before charging again.
+pub(super) fn redrive<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    order_id: &OrderId,
+    now_ns: u64,
+) -> Result<PaymentOutcome, PaymentError> {
+    let mut payment = payment_of(txn, order_id)?;
+    let order = payment
+        .order_mut(order_id)
+        .expect("payment_of found the order");
+    if !matches!(order.state, OrderState::DeadLettered { .. }) {
+        return Err(PaymentError::NotDeadLettered {
+            work: format!("charge:{order_id}"),
+        });
+    }
+    order.state = OrderState::RetryScheduled {
+        not_before_ns: now_ns,
+    };
+    order.updated_at_ns = now_ns;
+    changed(txn, payment, now_ns)
+}
+
+/// Gives up on a dead-lettered order: it fails with the operator's reason.
+pub(super) fn discard<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    order_id: &OrderId,
+    reason: &str,
+    now_ns: u64,
+) -> Result<PaymentOutcome, PaymentError> {
+    let mut payment = payment_of(txn, order_id)?;
+    let order = payment
+        .order_mut(order_id)
+        .expect("payment_of found the order");
+    if !matches!(order.state, OrderState::DeadLettered { .. }) {
+        return Err(PaymentError::NotDeadLettered {
+            work: format!("charge:{order_id}"),
+        });
+    }
+    order.state = OrderState::Failed;
+    order.last_error = Some(OrderError {
+        code: "discarded".to_string(),
+        message: reason.to_string(),
+    });
     order.updated_at_ns = now_ns;
     changed(txn, payment, now_ns)
 }

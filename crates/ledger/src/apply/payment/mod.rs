@@ -5,12 +5,14 @@
 mod checkout;
 mod execution;
 mod parties;
+mod payout;
 mod postings;
 mod refund;
 
 use super::txn::Txn;
 use super::EventClock;
-use crate::payment::{OrderId, Payment, PaymentCommand, PaymentError, PaymentOutcome};
+use crate::limits::DISCARD_REASON_BYTES_MAX;
+use crate::payment::{OrderId, Payment, PaymentCommand, PaymentError, PaymentOutcome, WorkRef};
 use crate::store::LedgerRead;
 
 pub(super) use postings::release_due_holds;
@@ -66,9 +68,11 @@ fn dispatch<S: LedgerRead>(
         PaymentCommand::ClaimOrder { order_id, lease_ms } => {
             execution::claim(txn, order_id, *lease_ms, now_ns)
         }
-        PaymentCommand::RecordChargeOutcome { order_id, outcome } => {
-            execution::record_outcome(txn, order_id, outcome, now_ns)
-        }
+        PaymentCommand::RecordChargeOutcome {
+            order_id,
+            outcome,
+            event_id,
+        } => execution::record_outcome(txn, order_id, outcome, event_id.as_deref(), now_ns),
         PaymentCommand::RecordCapture {
             order_id,
             amount_minor,
@@ -85,6 +89,37 @@ fn dispatch<S: LedgerRead>(
             succeeded,
         } => refund::complete(txn, order_id, refund_id, *succeeded, now_ns),
         PaymentCommand::FulfillOrder { order_id } => postings::fulfill(txn, order_id, now_ns),
+        PaymentCommand::CreatePayout(new) => payout::create(txn, new, now_ns),
+        PaymentCommand::ClaimPayout {
+            payout_id,
+            lease_ms,
+        } => payout::claim(txn, payout_id, *lease_ms, now_ns),
+        PaymentCommand::RecordPayoutOutcome { payout_id, outcome } => {
+            payout::record_outcome(txn, payout_id, outcome, now_ns)
+        }
+        PaymentCommand::CancelPayout { payout_id } => payout::cancel(txn, payout_id, now_ns),
+        PaymentCommand::SetPayoutSchedule {
+            merchant_id,
+            currency,
+            schedule,
+        } => payout::set_schedule(txn, merchant_id, *currency, schedule.as_ref(), now_ns),
+        PaymentCommand::RunPayoutSchedule {
+            merchant_id,
+            currency,
+        } => payout::run_schedule(txn, merchant_id, *currency, now_ns),
+        PaymentCommand::RedriveWork { work } => match work {
+            WorkRef::Charge(order_id) => execution::redrive(txn, order_id, now_ns),
+            WorkRef::Payout(payout_id) => payout::redrive(txn, payout_id, now_ns),
+        },
+        PaymentCommand::DiscardWork { work, reason } => {
+            if reason.is_empty() || reason.len() > DISCARD_REASON_BYTES_MAX {
+                return Err(PaymentError::DiscardReasonInvalid);
+            }
+            match work {
+                WorkRef::Charge(order_id) => execution::discard(txn, order_id, reason, now_ns),
+                WorkRef::Payout(payout_id) => payout::discard(txn, payout_id, reason, now_ns),
+            }
+        }
     }
 }
 

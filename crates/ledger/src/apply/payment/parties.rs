@@ -57,6 +57,7 @@ pub(super) fn create_merchant<S: LedgerRead>(
         fees: new.fees.clone(),
         hold_period_s: new.hold_period_s,
         api_keys: Vec::new(),
+        payout_schedules: Vec::new(),
         created_at_ns: now_ns,
         updated_at_ns: now_ns,
     };
@@ -67,14 +68,17 @@ pub(super) fn create_merchant<S: LedgerRead>(
     })
 }
 
-fn merchant<S: LedgerRead>(txn: &Txn<'_, S>, id: &MerchantId) -> Result<Merchant, PaymentError> {
+pub(super) fn merchant<S: LedgerRead>(
+    txn: &Txn<'_, S>,
+    id: &MerchantId,
+) -> Result<Merchant, PaymentError> {
     txn.merchant(id)
         .ok_or_else(|| PaymentError::MerchantNotFound {
             merchant: id.to_string(),
         })
 }
 
-fn updated<S: LedgerRead>(
+pub(super) fn updated<S: LedgerRead>(
     txn: &mut Txn<'_, S>,
     mut merchant: Merchant,
     now_ns: u64,

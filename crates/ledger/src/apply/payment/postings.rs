@@ -62,12 +62,21 @@ pub(super) fn post<S: LedgerRead>(
     order_id: &OrderId,
     movement: Movement,
 ) -> Result<(), PaymentError> {
+    post_with(txn, order_metadata(order_id), movement)
+}
+
+/// Posts one transfer tagged with `metadata` (which record it belongs to).
+pub(super) fn post_with<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    metadata: Metadata,
+    movement: Movement,
+) -> Result<(), PaymentError> {
     let now_ns = txn.tick_posting_clock();
     let new = NewTransfer {
         id: movement.id,
         kind: movement.kind,
         code: movement.code,
-        metadata: order_metadata(order_id),
+        metadata,
         linked: false,
     };
     transfer::create(txn, &new, now_ns)
