@@ -5,6 +5,7 @@ use crate::bench_payments::{self, BenchPaymentsArgs};
 use crate::output::{print_record, print_rows};
 use crate::payments::{self, BuyerCommand, GatewayArgs, MerchantCommand, PaymentCommand};
 use crate::payouts::{self, DlqCommand, PayoutCommand};
+use crate::webhooks::{self, WebhookCommand};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeMap;
@@ -93,6 +94,9 @@ enum Command {
     /// The dead-letter queue (operator): list, show, redrive, discard.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Webhook endpoints, delivery attempts and redelivery, through the gateway.
+    #[command(subcommand)]
+    Webhooks(WebhookCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -254,6 +258,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::BenchPayments(args) => return bench_payments::run(json, &cli.gateway, args).await,
         Command::Payouts(command) => return payouts::payouts(json, &cli.gateway, command).await,
         Command::Dlq(command) => return payouts::dlq(json, &cli.gateway, command).await,
+        Command::Webhooks(command) => return webhooks::webhooks(json, &cli.gateway, command).await,
         other => other,
     };
     let client = LedgerClient::connect(cli.endpoints.clone())
@@ -286,7 +291,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         | Command::Payment(_)
         | Command::BenchPayments(_)
         | Command::Payouts(_)
-        | Command::Dlq(_) => unreachable!("handled before connecting"),
+        | Command::Dlq(_)
+        | Command::Webhooks(_) => unreachable!("handled before connecting"),
         Command::Account(command) => account(json, &client, command).await,
         Command::Transfer(args) => transfer(json, &client, args).await,
         Command::Balance { id, as_of_ns } => {

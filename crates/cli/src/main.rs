@@ -1,6 +1,6 @@
 //! `tally`: the command line for operators (cluster status and membership, snapshots, backups)
 //! and developers (accounts, transfers, balances, history, `tally bench`), and the payments API
-//! of a gateway (`tally merchant|buyer|payment|payouts|dlq`).
+//! of a gateway (`tally merchant|buyer|payment|payouts|dlq|webhooks`).
 
 mod bench;
 mod bench_payments;
@@ -8,6 +8,7 @@ mod commands;
 mod output;
 mod payments;
 mod payouts;
+mod webhooks;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -1,8 +1,8 @@
 //! `tally-gateway`: the stateless public tier.
 //!
 //! It serves the public payments API (gRPC `tally.payments.v1` and a JSON facade), authenticates
-//! merchants, and runs the PSP executor and the payout worker; the outbound webhook dispatcher
-//! and reconciliation come next. It holds no durable state: every decision is a
+//! merchants, and runs the PSP executor, the payout worker and the webhook dispatcher;
+//! reconciliation comes next. It holds no durable state: every decision is a
 //! command replicated by the `tally-node` cluster, reached only over gRPC.
 //!
 //! - `api`: the payments API ([`api::PaymentsApi`]), its gRPC service, JSON facade and the one
@@ -12,6 +12,8 @@
 //!   the order id as idempotency key, records outcomes, retries with backoff).
 //! - `payout_worker`: runs due payout schedules and sends due payouts to the PSP (lease, payout
 //!   id as idempotency key, status check before any retry, dead letter when retries run out).
+//! - `webhook_dispatcher`: webhooks out, the ledger's outbox POSTed to merchants' endpoints
+//!   (signed, at least once, in event order per payment, retried over hours, dead-lettered).
 //! - `http`: PSP webhooks in, `/healthz`, `/readyz`, `/metrics`; `metrics`: the Prometheus registry.
 //!
 //! The building blocks below are pure. **Architecture invariant:** none of them does I/O or
@@ -44,6 +46,7 @@ pub mod risk;
 pub mod secret;
 pub mod server;
 pub mod signing;
+pub mod webhook_dispatcher;
 
 pub use api_key::{
     ApiKeyError, ApiKeyHash, ApiKeyId, GeneratedApiKey, PresentedApiKey, StoredApiKey,

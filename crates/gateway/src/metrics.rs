@@ -43,6 +43,14 @@ pub struct Metrics {
     /// Dead letters by work kind and payouts by state, cluster-wide, at scrape time.
     pub dead_letters: Family<OutcomeLabels, Gauge>,
     pub payouts: Family<StateLabels, Gauge>,
+    /// Webhook delivery latency and failed attempts, by merchant endpoint.
+    pub delivery_seconds: Family<EndpointLabels, Histogram>,
+    pub delivery_failures: Family<EndpointLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -78,6 +86,20 @@ impl Metrics {
         let work_outcomes = Family::<WorkOutcomeLabels, Counter>::default();
         let dead_letters = Family::<OutcomeLabels, Gauge>::default();
         let payouts = Family::<StateLabels, Gauge>::default();
+        let delivery_seconds = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 15))
+        });
+        let delivery_failures = Family::<EndpointLabels, Counter>::default();
+        registry.register(
+            "delivery_seconds",
+            "Webhook delivery latency by merchant endpoint",
+            delivery_seconds.clone(),
+        );
+        registry.register(
+            "delivery_failures",
+            "Webhook delivery attempts that got no 2xx, by merchant endpoint",
+            delivery_failures.clone(),
+        );
         registry.register(
             "work_due",
             "Work the last sweep found due, by kind (queue depth of the retry queue)",
@@ -132,6 +154,8 @@ impl Metrics {
             work_outcomes,
             dead_letters,
             payouts,
+            delivery_seconds,
+            delivery_failures,
             requests,
             request_seconds,
             psp_outcomes,
@@ -206,13 +230,25 @@ impl Metrics {
         }
         self.dead_letters.clear();
         // Kinds without dead letters read 0 rather than vanish, so alerts can compare.
-        for kind in ["charge", "payout"] {
+        for kind in ["charge", "payout", "delivery"] {
             let count = dead_letters.get(kind).copied().unwrap_or(0);
             self.dead_letters
                 .get_or_create(&OutcomeLabels {
                     kind: kind.to_string(),
                 })
                 .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    pub fn observe_delivery(&self, endpoint: &str, delivered: bool, latency_ms: u64) {
+        let labels = EndpointLabels {
+            endpoint: endpoint.to_string(),
+        };
+        self.delivery_seconds
+            .get_or_create(&labels)
+            .observe(latency_ms as f64 / 1_000.0);
+        if !delivered {
+            self.delivery_failures.get_or_create(&labels).inc();
         }
     }
 

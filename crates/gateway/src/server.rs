@@ -12,6 +12,7 @@ use crate::metrics::Metrics;
 use crate::payout_worker::{PayoutWorker, PayoutWorkerConfig};
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
 use crate::risk::{RiskRules, RulesEngine};
+use crate::webhook_dispatcher::{Dispatcher, DispatcherConfig};
 use crate::ConfigError;
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub struct GatewaySettings {
     pub executor: Option<ExecutorConfig>,
     /// `None`: this gateway runs no payouts or payout schedules.
     pub payout_worker: Option<PayoutWorkerConfig>,
+    /// `None`: this gateway delivers no webhooks to merchants.
+    pub dispatcher: Option<DispatcherConfig>,
     /// Seeds the executor's jitter and API-key generation; `None` seeds from the OS.
     pub seed: Option<u64>,
 }
@@ -90,6 +93,7 @@ pub async fn serve(
         .add_service(grpc.merchants_service())
         .add_service(grpc.payouts_service())
         .add_service(grpc.dead_letters_service())
+        .add_service(grpc.webhooks_service())
         .add_service(health_service)
         .add_service(reflection)
         .serve_with_incoming_shutdown(
@@ -132,6 +136,19 @@ pub async fn serve(
             }
         }
     };
+    let dispatcher_task = {
+        let stop_rx = stop_rx.clone();
+        let (ledger, clock, metrics) = (ledger.clone(), clock.clone(), metrics.clone());
+        let config = settings.dispatcher;
+        let seed = settings.seed.map(|seed| seed ^ 0x0064_656c_6976_6572);
+        async move {
+            if let Some(config) = config {
+                let seed = seed.unwrap_or_else(rand::random);
+                let dispatcher = Dispatcher::new(ledger, config, clock, seed).with_metrics(metrics);
+                dispatcher.run(stopped(stop_rx)).await;
+            }
+        }
+    };
     let executor_task = {
         let stop_rx = stop_rx.clone();
         async move {
@@ -147,11 +164,12 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
-    let (grpc_result, http_result, (), (), ()) = tokio::join!(
+    let (grpc_result, http_result, (), (), (), ()) = tokio::join!(
         grpc_server,
         http_server,
         executor_task,
         payout_task,
+        dispatcher_task,
         stopper
     );
     grpc_result?;

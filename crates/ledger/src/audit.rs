@@ -228,6 +228,12 @@ fn audit_payouts<S: LedgerRead>(store: &S) -> Result<(), Box<InvariantViolation>
             *entry += u128::from(payout.amount_minor);
         }
     });
+    store.scan_deliveries(&mut |delivery| {
+        delivery.assert_consistent();
+        if matches!(delivery.work, WorkState::Dead { .. }) {
+            *recounted_dead.entry("delivery".to_string()).or_default() += 1;
+        }
+    });
     store.scan_payments(&mut |payment| {
         for order in &payment.orders {
             if matches!(order.state, OrderState::DeadLettered { .. }) {

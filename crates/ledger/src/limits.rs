@@ -69,3 +69,11 @@ pub const PAYOUT_SCHEDULES_PER_MERCHANT_MAX: usize = CURRENCIES_PER_PARTY_MAX;
 pub const PAYOUT_INTERVAL_S_MIN: u32 = 1;
 /// Longest reason an operator may give for discarding a dead letter.
 pub const DISCARD_REASON_BYTES_MAX: usize = 256;
+/// Webhook endpoints per merchant.
+pub const WEBHOOK_ENDPOINTS_PER_MERCHANT_MAX: usize = 8;
+/// Event types one endpoint may filter on.
+pub const WEBHOOK_EVENT_TYPES_MAX: usize = 16;
+pub const WEBHOOK_SECRET_BYTES_MAX: usize = 128;
+pub const WEBHOOK_URL_BYTES_MAX: usize = 2_048;
+/// The start of an endpoint's answer kept with each delivery attempt.
+pub const DELIVERY_EXCERPT_BYTES_MAX: usize = 512;

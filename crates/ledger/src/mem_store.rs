@@ -11,8 +11,8 @@ use crate::errors::BatchError;
 use crate::idempotency::{IdempotencyKey, IdempotencyRecord};
 use crate::ids::{AccountId, TransferId};
 use crate::payment::{
-    ApiKeyId, Buyer, BuyerId, CheckoutId, Merchant, MerchantId, OrderId, Payment, Payout, PayoutId,
-    TimedIndex,
+    ApiKeyId, Buyer, BuyerId, CheckoutId, Delivery, Merchant, MerchantId, OrderId, Payment, Payout,
+    PayoutId, TimedIndex,
 };
 use crate::store::{ChangeSet, HistoryEntry, LedgerMeta, LedgerRead};
 use crate::transfer::{Hold, TransferRecord};
@@ -38,6 +38,7 @@ pub struct MemStore {
     due_index: BTreeSet<(u64, OrderId)>,
     release_index: BTreeSet<(u64, OrderId)>,
     payouts: BTreeMap<PayoutId, Payout>,
+    deliveries: BTreeMap<String, Delivery>,
     /// `(index, owner, at_ns, id)`, the order the durable backend's keys sort in.
     timed_index: BTreeSet<(TimedIndex, String, u64, String)>,
 }
@@ -134,6 +135,9 @@ impl MemStore {
         }
         for payout in changes.payouts {
             self.payouts.insert(payout.payout_id.clone(), payout);
+        }
+        for delivery in changes.deliveries {
+            self.deliveries.insert(delivery.id(), delivery);
         }
         for entry in changes.index_removes {
             let key = (entry.index, entry.owner, entry.at_ns, entry.id);
@@ -281,6 +285,14 @@ impl LedgerRead for MemStore {
 
     fn scan_payouts(&self, visit: &mut dyn FnMut(&Payout)) {
         self.payouts.values().for_each(visit);
+    }
+
+    fn delivery(&self, id: &str) -> Option<Delivery> {
+        self.deliveries.get(id).cloned()
+    }
+
+    fn scan_deliveries(&self, visit: &mut dyn FnMut(&Delivery)) {
+        self.deliveries.values().for_each(visit);
     }
 
     fn index_scan(

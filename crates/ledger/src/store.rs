@@ -17,8 +17,8 @@ use crate::idempotency::{IdempotencyKey, IdempotencyRecord};
 use crate::ids::{AccountId, TransferId};
 use crate::money::Currency;
 use crate::payment::{
-    ApiKeyId, Buyer, BuyerId, CheckoutId, IndexEntry, Merchant, MerchantId, OrderId, Payment,
-    Payout, PayoutId, TimedIndex,
+    ApiKeyId, Buyer, BuyerId, CheckoutId, Delivery, IndexEntry, Merchant, MerchantId, OrderId,
+    Payment, Payout, PayoutId, TimedIndex,
 };
 use crate::transfer::{Hold, TransferRecord};
 use serde::{Deserialize, Serialize};
@@ -68,6 +68,10 @@ pub trait LedgerRead {
     ) -> Vec<(u64, CheckoutId)>;
 
     fn payout(&self, id: &PayoutId) -> Option<Payout>;
+    /// A webhook delivery by `<event id>/<endpoint id>`.
+    fn delivery(&self, id: &str) -> Option<Delivery>;
+    /// Every delivery in id order (audits; never on the apply path).
+    fn scan_deliveries(&self, visit: &mut dyn FnMut(&Delivery));
     /// Every payout in id order (audits; never on the apply path).
     fn scan_payouts(&self, visit: &mut dyn FnMut(&Payout));
     /// Entries of `index` for `owner` with `at_ns <= up_to_ns`, in `(at_ns, id)` order, strictly
@@ -111,6 +115,8 @@ pub struct LedgerMeta {
     pub payouts_by_state: BTreeMap<String, u64>,
     /// Dead letters by work kind (`WorkRef::kind`), kept from the dead-letter index changes.
     pub dead_letters: BTreeMap<String, u64>,
+    /// Webhook events issued so far: the next event id is `evt_<this + 1>`.
+    pub webhook_events_issued: u64,
 }
 
 /// Which side of a transfer an account was on.
@@ -178,6 +184,8 @@ pub struct ChangeSet {
     pub release_removes: Vec<(u64, OrderId)>,
     /// New or changed payouts, by id.
     pub payouts: Vec<Payout>,
+    /// New or changed webhook deliveries, by id.
+    pub deliveries: Vec<Delivery>,
     /// Entries to add to / remove from the timed indexes, sorted.
     pub index_inserts: Vec<IndexEntry>,
     pub index_removes: Vec<IndexEntry>,

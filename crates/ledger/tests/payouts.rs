@@ -1,4 +1,5 @@
-//! Payouts, their schedules, the dead-letter queue and webhook deduplication through `apply`.
+//! Payouts, their schedules, the dead-letter queue, webhook deduplication and the webhook
+//! outbox through `apply`.
 //! After every batch the fixture runs the full audit, which includes "every open payout holds
 //! its amount in transit" and the dead-letter counts.
 
@@ -600,4 +601,201 @@ fn a_webhook_event_is_applied_once_by_its_event_id() {
         vec!["evt_1".to_string(), "evt_2".to_string()]
     );
     assert_eq!(stored.captured_minor, 500, "one posting");
+}
+
+// ---- webhooks out: the outbox ------------------------------------------------------------
+
+use tally_ledger::payment::{DeliveryAttempt, DeliveryOutcome, DeliveryState, WebhookEndpoint};
+
+fn endpoint(id: &str, event_types: &[&str]) -> WebhookEndpoint {
+    WebhookEndpoint {
+        endpoint_id: id.to_string(),
+        url: format!("https://merchant.example/{id}"),
+        event_types: event_types.iter().map(|t| t.to_string()).collect(),
+        secrets: vec!["whsec_1".to_string()],
+        created_at_ns: 0,
+    }
+}
+
+impl Fixture {
+    fn add_endpoint(&mut self, endpoint: WebhookEndpoint) {
+        self.ok(PaymentCommand::AddWebhookEndpoint {
+            merchant_id: seller(),
+            endpoint,
+        });
+    }
+
+    /// `(delivery id, event kind)` of the deliveries due now that head their queue.
+    fn due_deliveries(&self) -> Vec<(String, String)> {
+        match self.query(PaymentQuery::DeliveriesDue {
+            up_to_ns: self.now_ns + NANOS_PER_SECOND,
+            limit: 100,
+        }) {
+            PaymentQueryResult::DeliveriesDue(due) => due
+                .into_iter()
+                .map(|(d, endpoint)| {
+                    assert!(endpoint.is_some());
+                    (d.id(), d.event.kind)
+                })
+                .collect(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn attempt_delivery(&mut self, id: &str, status: u16, outcome: DeliveryOutcome) {
+        let attempt = match self.ok(PaymentCommand::ClaimDelivery {
+            delivery_id: id.to_string(),
+            lease_ms: 10_000,
+        }) {
+            PaymentOutcome::DeliveryClaimed { attempt, .. } => attempt,
+            other => panic!("unexpected {other:?}"),
+        };
+        self.ok(PaymentCommand::RecordDelivery {
+            delivery_id: id.to_string(),
+            attempt: DeliveryAttempt {
+                attempt,
+                at_ns: 0,
+                status,
+                latency_ms: 3,
+                excerpt: "x".repeat(2_000),
+            },
+            outcome,
+        });
+    }
+}
+
+#[test]
+fn an_order_change_writes_its_event_for_every_interested_endpoint_in_the_same_command() {
+    let mut f = Fixture::with_available(100);
+    f.add_endpoint(endpoint("all", &[]));
+    f.add_endpoint(endpoint("wins", &["payment_order.succeeded"]));
+    f.checkout("c1", "o1", 500);
+    f.checkout("c2", "o2", 700);
+    f.claim_order("o1");
+    f.claim_order("o2");
+    assert!(f.due_deliveries().is_empty(), "claims are not events");
+    f.charge("o1", captured("o1", 500), None);
+    f.charge(
+        "o2",
+        ChargeOutcome::Declined {
+            code: "card_declined".into(),
+            message: "no".into(),
+        },
+        None,
+    );
+    let due = f.due_deliveries();
+    let kinds: Vec<(&str, &str)> = due
+        .iter()
+        .map(|(id, kind)| (id.split_once('/').unwrap().1, kind.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("all", "payment_order.succeeded"),
+            ("wins", "payment_order.succeeded"),
+            ("all", "payment_order.failed"),
+        ]
+    );
+    let ids: Vec<&str> = due
+        .iter()
+        .map(|(id, _)| id.split_once('/').unwrap().0)
+        .collect();
+    assert_eq!(ids[0], ids[1], "one event, two endpoints");
+    assert!(ids[1] < ids[2], "event ids increase");
+    // A duplicate outcome changes nothing, so it emits nothing.
+    f.charge("o1", captured("o1", 500), None);
+    assert_eq!(f.due_deliveries().len(), 3);
+}
+
+#[test]
+fn a_payments_events_go_out_in_order_and_a_dead_one_does_not_hold_back_the_rest() {
+    let mut f = Fixture::with_available(100);
+    f.add_endpoint(endpoint("ep", &[]));
+    f.checkout("c1", "o1", 500);
+    f.claim_order("o1");
+    f.charge(
+        "o1",
+        ChargeOutcome::Pending {
+            psp_charge_id: "ch".into(),
+            next_action: None,
+        },
+        None,
+    );
+    f.charge("o1", captured("o1", 500), None);
+    let due = f.due_deliveries();
+    assert_eq!(
+        due.len(),
+        1,
+        "only the oldest event of the payment: {due:?}"
+    );
+    assert_eq!(due[0].1, "payment_order.pending");
+    let first = due[0].0.clone();
+    f.attempt_delivery(
+        &first,
+        503,
+        DeliveryOutcome::Retry {
+            retry_at_ns: f.now_ns,
+        },
+    );
+    assert_eq!(f.due_deliveries()[0].0, first, "still first in line");
+    f.attempt_delivery(&first, 503, DeliveryOutcome::Exhausted);
+    assert_eq!(f.dead_letters(), vec![format!("delivery:{first}")]);
+    let due = f.due_deliveries();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].1, "payment_order.succeeded");
+    let second = due[0].0.clone();
+    f.attempt_delivery(&second, 200, DeliveryOutcome::Delivered);
+    let delivered = f.store.delivery(&second).unwrap();
+    assert_eq!(delivered.state, DeliveryState::Delivered);
+    assert_eq!(
+        delivered.attempts[0].excerpt.len(),
+        tally_ledger::limits::DELIVERY_EXCERPT_BYTES_MAX
+    );
+    // A re-drive puts the dead one back in line; a delivered one can be sent again too.
+    f.ok(PaymentCommand::RedriveWork {
+        work: WorkRef::Delivery(first.clone()),
+    });
+    f.ok(PaymentCommand::RedriveWork {
+        work: WorkRef::Delivery(second.clone()),
+    });
+    assert_eq!(f.due_deliveries()[0].0, first);
+    assert!(f.dead_letters().is_empty());
+}
+
+#[test]
+fn endpoints_are_checked_rotated_and_removed() {
+    let mut f = Fixture::with_available(100);
+    f.add_endpoint(endpoint("ep", &[]));
+    let mut bad = endpoint("bad", &[]);
+    bad.url = "ftp://x".to_string();
+    assert_eq!(
+        f.payment(PaymentCommand::AddWebhookEndpoint {
+            merchant_id: seller(),
+            endpoint: bad,
+        }),
+        Err("endpoint_invalid")
+    );
+    let rotate = |keep_previous| PaymentCommand::RotateWebhookSecret {
+        merchant_id: seller(),
+        endpoint_id: "ep".to_string(),
+        secret: "whsec_2".to_string(),
+        keep_previous,
+    };
+    let secrets = |outcome: PaymentOutcome| match outcome {
+        PaymentOutcome::Merchant { merchant, .. } => merchant.webhook_endpoints[0].secrets.clone(),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(secrets(f.ok(rotate(true))), ["whsec_2", "whsec_1"]);
+    assert_eq!(secrets(f.ok(rotate(false))), ["whsec_2"]);
+    f.ok(PaymentCommand::RemoveWebhookEndpoint {
+        merchant_id: seller(),
+        endpoint_id: "ep".to_string(),
+    });
+    assert_eq!(
+        f.payment(PaymentCommand::RemoveWebhookEndpoint {
+            merchant_id: seller(),
+            endpoint_id: "ep".to_string(),
+        }),
+        Err("endpoint_not_found")
+    );
 }

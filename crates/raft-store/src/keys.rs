@@ -24,6 +24,7 @@ const ORDER_RELEASE: u8 = b'R';
 const MERCHANT_PAYMENTS: u8 = b'L';
 const API_KEY: u8 = b'K';
 const PAYOUT: u8 = b'Q';
+const DELIVERY: u8 = b'V';
 /// The timed indexes (`TimedIndex`): tag, index, owner length, owner, time, id.
 const TIMED: u8 = b'T';
 pub const LEDGER_META: &[u8] = b"m/ledger";
@@ -218,12 +219,22 @@ pub fn payout_prefix() -> Vec<u8> {
     vec![PAYOUT]
 }
 
+pub fn delivery(id: &str) -> Vec<u8> {
+    with_str(DELIVERY, id)
+}
+
+pub fn delivery_prefix() -> Vec<u8> {
+    vec![DELIVERY]
+}
+
 /// The keys of one index and owner. Owners are ids (at most 64 bytes) or empty.
 pub fn timed_prefix(index: TimedIndex, owner: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(3 + owner.len() + 8 + 64);
     key.push(TIMED);
     key.push(index.tag());
-    key.push(u8::try_from(owner.len()).expect("index owners are ids of at most 64 bytes"));
+    key.push(
+        u8::try_from(owner.len()).expect("index owners are ids or id pairs, well under 256 bytes"),
+    );
     key.extend_from_slice(owner.as_bytes());
     key
 }

@@ -9,8 +9,8 @@ use crate::keys;
 use crate::kv::{Cf, KvRead, Order, WriteBatch};
 use serde::de::DeserializeOwned;
 use tally_ledger::payment::{
-    ApiKeyId, Buyer, BuyerId, CheckoutId, Merchant, MerchantId, OrderId, Payment, Payout, PayoutId,
-    TimedIndex,
+    ApiKeyId, Buyer, BuyerId, CheckoutId, Delivery, Merchant, MerchantId, OrderId, Payment, Payout,
+    PayoutId, TimedIndex,
 };
 use tally_ledger::{
     Account, AccountId, ChangeSet, HistoryEntry, Hold, IdempotencyKey, IdempotencyRecord,
@@ -212,6 +212,14 @@ impl LedgerRead for KvLedger<'_> {
         self.scan(&keys::payout_prefix(), visit);
     }
 
+    fn delivery(&self, id: &str) -> Option<Delivery> {
+        self.get(&keys::delivery(id))
+    }
+
+    fn scan_deliveries(&self, visit: &mut dyn FnMut(&Delivery)) {
+        self.scan(&keys::delivery_prefix(), visit);
+    }
+
     fn index_scan(
         &self,
         index: TimedIndex,
@@ -327,6 +335,9 @@ pub fn write_changes(changes: &ChangeSet, batch: &mut WriteBatch) {
     }
     for payout in &changes.payouts {
         batch.put(Cf::State, keys::payout(&payout.payout_id), encode(payout));
+    }
+    for delivery in &changes.deliveries {
+        batch.put(Cf::State, keys::delivery(&delivery.id()), encode(delivery));
     }
     for entry in &changes.index_removes {
         batch.delete(Cf::State, keys::timed_entry(entry));

@@ -4,8 +4,9 @@
 use super::error::ApiError;
 use std::collections::BTreeMap;
 use tally_ledger::payment::{
-    chart, Buyer, CaptureMode, DeadLetter, FeeSchedule, Merchant, NextAction, Order, OrderState,
-    PartyStatus, Payment, PaymentMethod, Payout, RefundState, RiskOutcome, WorkState,
+    chart, Buyer, CaptureMode, DeadLetter, Delivery, FeeSchedule, Merchant, NextAction, Order,
+    OrderState, PartyStatus, Payment, PaymentMethod, Payout, RefundState, RiskOutcome,
+    WebhookEndpoint, WorkState,
 };
 use tally_ledger::{format_amount, parse_amount, Currency, ZeroAmount};
 use tally_proto::payments as pb;
@@ -334,5 +335,38 @@ pub fn dead_letter_to_pb(letter: &DeadLetter) -> pb::DeadLetter {
         merchant_id: letter.merchant_id.clone(),
         amount,
         currency: letter.currency.clone(),
+    }
+}
+
+/// An endpoint as the API shows it; its secret only when just created or rotated.
+pub fn endpoint_to_pb(endpoint: &WebhookEndpoint, secret: Option<&String>) -> pb::WebhookEndpoint {
+    pb::WebhookEndpoint {
+        endpoint_id: endpoint.endpoint_id.clone(),
+        url: endpoint.url.clone(),
+        event_types: endpoint.event_types.clone(),
+        secret: secret.cloned().unwrap_or_default(),
+        active_secrets: u32::try_from(endpoint.secrets.len()).unwrap_or(u32::MAX),
+    }
+}
+
+pub fn delivery_to_pb(delivery: &Delivery) -> pb::WebhookDelivery {
+    pb::WebhookDelivery {
+        event_id: delivery.event.event_id.clone(),
+        endpoint_id: delivery.endpoint_id.clone(),
+        event_type: delivery.event.kind.clone(),
+        order_id: delivery.event.order_id.to_string(),
+        state: delivery.state.name().to_string(),
+        dead_lettered: matches!(delivery.work, WorkState::Dead { .. }),
+        attempts: delivery
+            .attempts
+            .iter()
+            .map(|a| pb::DeliveryAttempt {
+                attempt: a.attempt,
+                at_unix_ns: a.at_ns,
+                status: u32::from(a.status),
+                latency_ms: a.latency_ms,
+                excerpt: a.excerpt.clone(),
+            })
+            .collect(),
     }
 }

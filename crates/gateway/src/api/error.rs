@@ -94,6 +94,8 @@ impl From<PaymentError> for ApiError {
             | ApiKeyNotFound { .. }
             | WalletNotFound { .. }
             | PayoutNotFound { .. }
+            | DeliveryNotFound { .. }
+            | EndpointNotFound { .. }
             | ScheduleNotFound { .. } => ErrorKind::NotFound,
             MerchantExistsWithDifferentFields { .. }
             | BuyerExistsWithDifferentFields { .. }
@@ -112,8 +114,11 @@ impl From<PaymentError> for ApiError {
             | LeaseOutOfRange { .. }
             | WalletPaymentsCaptureAutomatically
             | ReturnUrlInvalid
-            | DiscardReasonInvalid => ErrorKind::InvalidArgument,
-            LeaseHeld { .. } | PayoutNotClaimable { .. } => ErrorKind::Aborted,
+            | DiscardReasonInvalid
+            | EndpointInvalid { .. } => ErrorKind::InvalidArgument,
+            LeaseHeld { .. } | PayoutNotClaimable { .. } | DeliveryNotClaimable { .. } => {
+                ErrorKind::Aborted
+            }
             MerchantDisabled { .. }
             | SellerDisabled { .. }
             | BuyerDisabled { .. }

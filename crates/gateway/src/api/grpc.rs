@@ -13,6 +13,7 @@ use tally_proto::payments::dead_letters_server::{DeadLetters, DeadLettersServer}
 use tally_proto::payments::merchants_server::{Merchants, MerchantsServer};
 use tally_proto::payments::payments_server::{Payments, PaymentsServer};
 use tally_proto::payments::payouts_server::{Payouts, PayoutsServer};
+use tally_proto::payments::webhook_endpoints_server::{WebhookEndpoints, WebhookEndpointsServer};
 use tonic::{Request, Response, Status};
 
 /// Largest request either public service accepts, in bytes: a checkout of 16 orders with full
@@ -44,6 +45,11 @@ impl PaymentsGrpc {
 
     pub fn dead_letters_service(&self) -> DeadLettersServer<Self> {
         DeadLettersServer::new(self.clone()).max_decoding_message_size(PUBLIC_MESSAGE_BYTES_MAX)
+    }
+
+    pub fn webhooks_service(&self) -> WebhookEndpointsServer<Self> {
+        WebhookEndpointsServer::new(self.clone())
+            .max_decoding_message_size(PUBLIC_MESSAGE_BYTES_MAX)
     }
 
     async fn call<T>(
@@ -484,6 +490,81 @@ impl DeadLetters for PaymentsGrpc {
         self.call("discard_dead_letter", async {
             self.api.authenticate_admin(auth.as_deref())?;
             self.api.discard_dead_letter(request.get_ref()).await
+        })
+        .await
+    }
+}
+
+#[tonic::async_trait]
+impl WebhookEndpoints for PaymentsGrpc {
+    async fn create_endpoint(
+        &self,
+        request: Request<pb::CreateEndpointRequest>,
+    ) -> Result<Response<pb::WebhookEndpoint>, Status> {
+        let auth = authorization(&request);
+        self.call("create_endpoint", async {
+            let caller = self.api.caller(auth.as_deref()).await?;
+            self.api.create_endpoint(&caller, request.get_ref()).await
+        })
+        .await
+    }
+
+    async fn list_endpoints(
+        &self,
+        request: Request<pb::ListEndpointsRequest>,
+    ) -> Result<Response<pb::ListEndpointsResponse>, Status> {
+        let auth = authorization(&request);
+        self.call("list_endpoints", async {
+            let caller = self.api.caller(auth.as_deref()).await?;
+            self.api.list_endpoints(&caller, request.get_ref()).await
+        })
+        .await
+    }
+
+    async fn rotate_secret(
+        &self,
+        request: Request<pb::RotateSecretRequest>,
+    ) -> Result<Response<pb::WebhookEndpoint>, Status> {
+        let auth = authorization(&request);
+        self.call("rotate_secret", async {
+            let caller = self.api.caller(auth.as_deref()).await?;
+            self.api.rotate_secret(&caller, request.get_ref()).await
+        })
+        .await
+    }
+
+    async fn delete_endpoint(
+        &self,
+        request: Request<pb::DeleteEndpointRequest>,
+    ) -> Result<Response<pb::ListEndpointsResponse>, Status> {
+        let auth = authorization(&request);
+        self.call("delete_endpoint", async {
+            let caller = self.api.caller(auth.as_deref()).await?;
+            self.api.delete_endpoint(&caller, request.get_ref()).await
+        })
+        .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        request: Request<pb::ListDeliveriesRequest>,
+    ) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
+        let auth = authorization(&request);
+        self.call("list_deliveries", async {
+            let caller = self.api.caller(auth.as_deref()).await?;
+            self.api.list_deliveries(&caller, request.get_ref()).await
+        })
+        .await
+    }
+
+    async fn redeliver(
+        &self,
+        request: Request<pb::RedeliverRequest>,
+    ) -> Result<Response<pb::WebhookDelivery>, Status> {
+        let auth = authorization(&request);
+        self.call("redeliver", async {
+            let caller = self.api.caller(auth.as_deref()).await?;
+            self.api.redeliver(&caller, request.get_ref()).await
         })
         .await
     }

@@ -29,8 +29,8 @@ impl PaymentsApi {
         Ok(Caller::Merchant(self.authenticate(authorization).await?))
     }
 
-    /// The merchant a payout call acts for.
-    fn payout_owner(&self, caller: &Caller, merchant_id: &str) -> Result<MerchantId, ApiError> {
+    /// The merchant a payout or webhook call acts for.
+    pub(super) fn owner(&self, caller: &Caller, merchant_id: &str) -> Result<MerchantId, ApiError> {
         match caller {
             Caller::Operator if merchant_id.is_empty() => Err(ApiError::invalid(
                 "merchant_id_required",
@@ -53,7 +53,7 @@ impl PaymentsApi {
         caller: &Caller,
         request: &pb::CreatePayoutRequest,
     ) -> Result<pb::Payout, ApiError> {
-        let merchant_id = self.payout_owner(caller, &request.merchant_id)?;
+        let merchant_id = self.owner(caller, &request.merchant_id)?;
         let currency = convert::currency("currency", &request.currency)?;
         let amount_minor = if request.amount.is_empty() {
             None
@@ -101,7 +101,7 @@ impl PaymentsApi {
         match caller {
             Caller::Operator => Ok(payout),
             Caller::Merchant(_) => {
-                let owner = self.payout_owner(caller, merchant_id)?;
+                let owner = self.owner(caller, merchant_id)?;
                 if payout.merchant_id == owner {
                     Ok(payout)
                 } else {
@@ -141,7 +141,7 @@ impl PaymentsApi {
         caller: &Caller,
         request: &pb::ListPayoutsRequest,
     ) -> Result<pb::ListPayoutsResponse, ApiError> {
-        let merchant_id = self.payout_owner(caller, &request.merchant_id)?;
+        let merchant_id = self.owner(caller, &request.merchant_id)?;
         let limit = page_size(request.page_size)?;
         let before = parse_token(&request.page_token)?;
         match self
@@ -166,7 +166,7 @@ impl PaymentsApi {
         caller: &Caller,
         request: &pb::SetPayoutScheduleRequest,
     ) -> Result<pb::PayoutSchedules, ApiError> {
-        let merchant_id = self.payout_owner(caller, &request.merchant_id)?;
+        let merchant_id = self.owner(caller, &request.merchant_id)?;
         let currency = convert::currency("currency", &request.currency)?;
         let schedule = if request.interval.is_empty() {
             None
@@ -310,7 +310,7 @@ fn page_size(requested: u32) -> Result<u32, ApiError> {
 }
 
 /// Page tokens are `<time ns>.<id>` of the last entry of the previous page.
-fn parse_token(token: &str) -> Result<Option<(u64, String)>, ApiError> {
+pub(super) fn parse_token(token: &str) -> Result<Option<(u64, String)>, ApiError> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -328,7 +328,7 @@ fn parse_token(token: &str) -> Result<Option<(u64, String)>, ApiError> {
     Ok(Some((ns, id.to_string())))
 }
 
-fn format_token(next: Option<(u64, String)>) -> String {
+pub(super) fn format_token(next: Option<(u64, String)>) -> String {
     next.map(|(ns, id)| format!("{ns}.{id}"))
         .unwrap_or_default()
 }

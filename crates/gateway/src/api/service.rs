@@ -116,6 +116,15 @@ impl PaymentsApi {
         StdRng::from_os_rng()
     }
 
+    /// Fills `bytes` from the API's RNG (secrets it generates).
+    pub(super) fn fill_random(&self, bytes: &mut [u8]) {
+        use rand::RngCore;
+        self.rng
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .fill_bytes(bytes);
+    }
+
     pub(super) fn psp_name(&self) -> &PspName {
         &self.config.psp_name
     }

@@ -9,6 +9,7 @@ use tally_gateway::api::ApiConfig;
 use tally_gateway::executor::{Clock, ExecutorConfig};
 use tally_gateway::payout_worker::PayoutWorkerConfig;
 use tally_gateway::server::{serve, GatewaySettings};
+use tally_gateway::webhook_dispatcher::DispatcherConfig;
 use tally_gateway::{Backoff, FallbackLimits, RateLimitConfig, RiskRules, Secret, VelocityRules};
 use tally_ledger::payment::PspName;
 use tally_ledger::{parse_amount, Currency, ZeroAmount};
@@ -111,6 +112,19 @@ struct Args {
     /// How long after the PSP accepted a payout its status is checked (again).
     #[arg(long, default_value_t = 60_000)]
     payout_check_ms: u64,
+    /// Deliver no webhooks to merchants from this gateway.
+    #[arg(long)]
+    no_webhooks_out: bool,
+    /// Webhook delivery retries: over hours, then the dead-letter queue.
+    #[arg(long, default_value_t = 10_000)]
+    webhook_retry_base_ms: u64,
+    #[arg(long, default_value_t = 3_600_000)]
+    webhook_retry_max_ms: u64,
+    #[arg(long, default_value_t = 14)]
+    webhook_retry_attempts_max: u32,
+    /// Deadline of one delivery POST.
+    #[arg(long, default_value_t = 10_000)]
+    webhook_timeout_ms: u64,
     /// text or json.
     #[arg(long, env = "TALLY_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -167,6 +181,18 @@ fn settings(args: &Args) -> Result<GatewaySettings> {
         config.in_transit_check_ms = args.payout_check_ms;
         Some(config)
     };
+    let dispatcher = if args.no_webhooks_out {
+        None
+    } else {
+        let mut config = DispatcherConfig::new(Backoff::new(
+            args.webhook_retry_base_ms,
+            args.webhook_retry_max_ms,
+            args.webhook_retry_attempts_max,
+        )?);
+        config.lease_ms = args.lease_ms;
+        config.request_timeout_ms = args.webhook_timeout_ms;
+        Some(config)
+    };
     Ok(GatewaySettings {
         api: ApiConfig {
             psp_name: PspName::new(args.psp_name.clone()).context("--psp-name")?,
@@ -210,6 +236,7 @@ fn settings(args: &Args) -> Result<GatewaySettings> {
         },
         executor,
         payout_worker,
+        dispatcher,
         seed: None,
     })
 }

@@ -23,6 +23,7 @@ use tally_proto::payments::dead_letters_client::DeadLettersClient;
 use tally_proto::payments::merchants_client::MerchantsClient;
 use tally_proto::payments::payments_client::PaymentsClient;
 use tally_proto::payments::payouts_client::PayoutsClient;
+use tally_proto::payments::webhook_endpoints_client::WebhookEndpointsClient;
 use tally_raft_store::kv::RocksKv;
 use tally_raft_store::{ledger_view, Node, NodeInfo, RaftTuning};
 use tokio::net::TcpListener;
@@ -191,6 +192,7 @@ impl Stack {
             rate_limit,
             risk,
             payout_worker: executor.as_ref().map(|_| test_payout_worker()),
+            dispatcher: executor.as_ref().map(|_| test_dispatcher()),
             executor,
             seed: Some(7),
         };
@@ -217,7 +219,8 @@ impl Stack {
             payments: PaymentsClient::new(channel.clone()),
             merchants: MerchantsClient::new(channel.clone()),
             payouts: PayoutsClient::new(channel.clone()),
-            dead_letters: DeadLettersClient::new(channel),
+            dead_letters: DeadLettersClient::new(channel.clone()),
+            webhooks: WebhookEndpointsClient::new(channel),
             stop: Some(stop),
             task: Some(task),
         }
@@ -390,6 +393,7 @@ pub struct Gateway {
     pub merchants: MerchantsClient<tonic::transport::Channel>,
     pub payouts: PayoutsClient<tonic::transport::Channel>,
     pub dead_letters: DeadLettersClient<tonic::transport::Channel>,
+    pub webhooks: WebhookEndpointsClient<tonic::transport::Channel>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), tally_gateway::server::GatewayError>>>,
 }
@@ -436,6 +440,17 @@ pub fn fast_retries() -> ExecutorConfig {
     let mut config = ExecutorConfig::new(Backoff::new(10, 50, 5).expect("valid backoff"));
     config.lease_ms = 2_000;
     config.psp_call_timeout_ms = 1_500;
+    config
+}
+
+/// A webhook dispatcher quick enough for tests: 6 attempts within about two seconds, so an
+/// endpoint that is down for a moment is still reached while one down for good dead-letters.
+pub fn test_dispatcher() -> tally_gateway::webhook_dispatcher::DispatcherConfig {
+    let mut config = tally_gateway::webhook_dispatcher::DispatcherConfig::new(
+        tally_gateway::Backoff::new(100, 400, 5).expect("valid backoff"),
+    );
+    config.idle_poll_ms = 50;
+    config.request_timeout_ms = 2_000;
     config
 }
 

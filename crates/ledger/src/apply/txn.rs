@@ -11,8 +11,8 @@ use crate::idempotency::{IdempotencyKey, IdempotencyRecord};
 use crate::ids::{AccountId, TransferId};
 use crate::money::Currency;
 use crate::payment::{
-    ApiKeyId, Buyer, BuyerId, CheckoutId, IndexEntry, Merchant, MerchantId, OrderId, OrderState,
-    Payment, Payout, PayoutId, TimedIndex, WorkRef,
+    ApiKeyId, Buyer, BuyerId, CheckoutId, Delivery, IndexEntry, Merchant, MerchantId, OrderId,
+    OrderState, Payment, Payout, PayoutId, TimedIndex, WorkRef,
 };
 use crate::store::{ChangeSet, HistoryEntry, LedgerMeta, LedgerRead};
 use crate::transfer::{Hold, HoldStatus, TransferRecord};
@@ -37,6 +37,7 @@ struct ChainUndo {
     buyers: Vec<(BuyerId, Option<Buyer>)>,
     payments: Vec<(CheckoutId, Option<Payment>)>,
     payouts: Vec<(PayoutId, Option<Payout>)>,
+    deliveries: Vec<(String, Option<Delivery>)>,
     history_len: usize,
 }
 
@@ -54,6 +55,9 @@ pub(crate) struct Txn<'s, S: LedgerRead> {
     buyers: BTreeMap<BuyerId, Buyer>,
     payments: BTreeMap<CheckoutId, Payment>,
     payouts: BTreeMap<PayoutId, Payout>,
+    deliveries: BTreeMap<String, Delivery>,
+    /// Webhook events issued, counting this batch's (read from the meta at the first event).
+    events_issued: Option<u64>,
     /// Orders of payments written in this batch. May name a payment a rolled-back chain
     /// removed again; lookups check the payment still has the order.
     batch_orders: BTreeMap<OrderId, CheckoutId>,
@@ -82,6 +86,8 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
             buyers: BTreeMap::new(),
             payments: BTreeMap::new(),
             payouts: BTreeMap::new(),
+            deliveries: BTreeMap::new(),
+            events_issued: None,
             batch_orders: BTreeMap::new(),
             history: Vec::with_capacity(2 * commands),
             chain: None,
@@ -272,6 +278,33 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
         }
     }
 
+    pub(crate) fn delivery(&self, id: &str) -> Option<Delivery> {
+        match self.deliveries.get(id) {
+            Some(delivery) => Some(delivery.clone()),
+            None => self.store.delivery(id),
+        }
+    }
+
+    pub(crate) fn put_delivery(&mut self, delivery: Delivery) {
+        delivery.assert_consistent();
+        let id = delivery.id();
+        let previous = self.deliveries.insert(id.clone(), delivery);
+        if let Some(chain) = &mut self.chain {
+            chain.deliveries.push((id, previous));
+        }
+    }
+
+    /// The next webhook event's sequence number. Numbers stay used if the command rolls back:
+    /// event ids only need to be unique and increasing.
+    pub(crate) fn next_event_seq(&mut self) -> u64 {
+        let store = self.store;
+        let issued = self
+            .events_issued
+            .get_or_insert_with(|| store.meta().webhook_events_issued);
+        *issued += 1;
+        *issued
+    }
+
     pub(crate) fn lend_posting_clock(&mut self, next_ns: u64) {
         assert!(self.posting_clock_ns.is_none(), "posting clock lent twice");
         self.posting_clock_ns = Some(next_ns);
@@ -363,6 +396,12 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
             match previous {
                 Some(payout) => self.payouts.insert(id, payout),
                 None => self.payouts.remove(&id),
+            };
+        }
+        for (id, previous) in undo.deliveries.into_iter().rev() {
+            match previous {
+                Some(delivery) => self.deliveries.insert(id, delivery),
+                None => self.deliveries.remove(&id),
             };
         }
         self.history.truncate(undo.history_len);
@@ -492,6 +531,44 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
                     .or_default() += 1;
             }
         }
+        for delivery in self.deliveries.values() {
+            let stored = self.store.delivery(&delivery.id());
+            let id = delivery.id();
+            let before_due = stored.as_ref().and_then(|d| d.work.due_ns());
+            timed.change(
+                TimedIndex::DeliveryDue,
+                "",
+                &id,
+                before_due,
+                delivery.work.due_ns(),
+            );
+            let queued = |d: &Delivery| d.queued().then_some(0);
+            timed.change(
+                TimedIndex::DeliveryQueue,
+                &delivery.queue(),
+                &id,
+                stored.as_ref().and_then(queued),
+                queued(delivery),
+            );
+            timed.change(
+                TimedIndex::MerchantDeliveries,
+                delivery.merchant_id.as_str(),
+                &id,
+                stored.as_ref().map(|d| d.event.created_at_ns),
+                Some(delivery.event.created_at_ns),
+            );
+            let work = WorkRef::Delivery(id.clone()).to_string();
+            timed.change(
+                TimedIndex::DeadLetter,
+                "",
+                &work,
+                stored.as_ref().and_then(|d| d.work.dead_ns()),
+                delivery.work.dead_ns(),
+            );
+        }
+        if let Some(issued) = self.events_issued {
+            meta.webhook_events_issued = issued;
+        }
         for merchant in self.merchants.values() {
             let stored = self.store.merchant(&merchant.id);
             let runs = |m: &Merchant| -> BTreeMap<String, u64> {
@@ -562,6 +639,7 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
             release_inserts: indexes.release_inserts,
             release_removes: indexes.release_removes,
             payouts: self.payouts.into_values().collect(),
+            deliveries: self.deliveries.into_values().collect(),
             index_inserts: timed.inserts,
             index_removes: timed.removes,
             meta,

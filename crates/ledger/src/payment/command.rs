@@ -4,6 +4,7 @@ use super::ids::{ApiKeyId, BuyerId, CheckoutId, MerchantId, OrderId, PayoutId, P
 use super::model::{
     Buyer, CaptureMode, FeeSchedule, Merchant, NextAction, Payment, PaymentMethod, RiskRecord,
 };
+use super::outbox::{Delivery, DeliveryAttempt, DeliveryOutcome, WebhookEndpoint};
 use super::payout::{Payout, PayoutInterval};
 use super::work::WorkRef;
 use crate::money::Currency;
@@ -204,7 +205,35 @@ pub enum PaymentCommand {
         merchant_id: MerchantId,
         currency: crate::money::Currency,
     },
-    /// Puts dead-lettered work back in its retry queue, due now.
+    /// Registers where the merchant's payment events go (one secret, at creation).
+    AddWebhookEndpoint {
+        merchant_id: MerchantId,
+        endpoint: WebhookEndpoint,
+    },
+    /// Signs with `secret` from now on; `keep_previous` keeps the newest old one signing too.
+    RotateWebhookSecret {
+        merchant_id: MerchantId,
+        endpoint_id: String,
+        secret: String,
+        keep_previous: bool,
+    },
+    RemoveWebhookEndpoint {
+        merchant_id: MerchantId,
+        endpoint_id: String,
+    },
+    /// A gateway claims a due delivery for `lease_ms` before POSTing it.
+    ClaimDelivery {
+        delivery_id: String,
+        lease_ms: u64,
+    },
+    /// Records one delivery attempt of the current claim and what follows from it.
+    RecordDelivery {
+        delivery_id: String,
+        attempt: DeliveryAttempt,
+        outcome: DeliveryOutcome,
+    },
+    /// Puts dead-lettered work back in its retry queue, due now (a delivery: also a delivered
+    /// one, to send it again).
     RedriveWork {
         work: WorkRef,
     },
@@ -249,6 +278,14 @@ pub enum PaymentOutcome {
         lease_until_ns: u64,
         payout: Payout,
     },
+    Delivery {
+        delivery: Delivery,
+        changed: bool,
+    },
+    DeliveryClaimed {
+        attempt: u64,
+        delivery: Delivery,
+    },
     /// A schedule ran (`payout` is the one it created, if the balance reached the minimum) or
     /// was not due (`ran` false); `next_run_at_ns` is its next run either way.
     ScheduleRan {
@@ -271,13 +308,17 @@ impl PaymentOutcome {
             | PaymentOutcome::Buyer { created: true, .. }
             | PaymentOutcome::Payment { changed: true, .. }
             | PaymentOutcome::Payout { changed: true, .. }
+            | PaymentOutcome::Delivery { changed: true, .. }
             | PaymentOutcome::ScheduleRan { ran: true, .. } => "ok",
             PaymentOutcome::Merchant { created: false, .. }
             | PaymentOutcome::Buyer { created: false, .. } => "exists",
             PaymentOutcome::Payment { changed: false, .. }
             | PaymentOutcome::Payout { changed: false, .. }
+            | PaymentOutcome::Delivery { changed: false, .. }
             | PaymentOutcome::ScheduleRan { ran: false, .. } => "unchanged",
-            PaymentOutcome::Claimed { .. } | PaymentOutcome::PayoutClaimed { .. } => "claimed",
+            PaymentOutcome::Claimed { .. }
+            | PaymentOutcome::PayoutClaimed { .. }
+            | PaymentOutcome::DeliveryClaimed { .. } => "claimed",
         }
     }
 }

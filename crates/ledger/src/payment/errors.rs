@@ -129,6 +129,14 @@ pub enum PaymentError {
     ScheduleNotFound { merchant: String, currency: String },
     #[error("{work} is not in the dead-letter queue")]
     NotDeadLettered { work: String },
+    #[error("delivery {delivery} not found")]
+    DeliveryNotFound { delivery: String },
+    #[error("delivery {delivery} is held by a gateway or not due until {until_ns} ns")]
+    DeliveryNotClaimable { delivery: String, until_ns: u64 },
+    #[error("webhook endpoint invalid: {reason}")]
+    EndpointInvalid { reason: String },
+    #[error("webhook endpoint {endpoint} not found")]
+    EndpointNotFound { endpoint: String },
     #[error("a discard needs a reason of 1 to {DISCARD_REASON_BYTES_MAX} bytes")]
     DiscardReasonInvalid,
 }
@@ -183,6 +191,10 @@ impl PaymentError {
             ScheduleNotFound { .. } => "schedule_not_found",
             NotDeadLettered { .. } => "not_dead_lettered",
             DiscardReasonInvalid => "discard_reason_invalid",
+            DeliveryNotFound { .. } => "delivery_not_found",
+            DeliveryNotClaimable { .. } => "delivery_not_claimable",
+            EndpointInvalid { .. } => "endpoint_invalid",
+            EndpointNotFound { .. } => "endpoint_not_found",
         }
     }
 

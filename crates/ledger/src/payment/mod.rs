@@ -8,6 +8,7 @@ mod command;
 mod errors;
 mod ids;
 mod model;
+pub mod outbox;
 mod payout;
 mod query;
 pub mod work;
@@ -24,6 +25,10 @@ pub use model::{
     ApiKeyRecord, Buyer, CaptureMode, FeeSchedule, FundsSource, Merchant, NextAction, Order,
     OrderError, OrderState, PartyStatus, Payment, PaymentMethod, PaymentStatus, Refund,
     RefundState, RiskOutcome, RiskRecord,
+};
+pub use outbox::{
+    delivery_id, Delivery, DeliveryAttempt, DeliveryOutcome, DeliveryState, OrderEvent,
+    WebhookEndpoint,
 };
 pub use payout::{Payout, PayoutInterval, PayoutSchedule, PayoutState, WorkState};
 pub use query::{

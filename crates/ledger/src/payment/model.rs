@@ -54,6 +54,8 @@ pub struct Merchant {
     pub api_keys: Vec<ApiKeyRecord>,
     /// At most one per currency.
     pub payout_schedules: Vec<PayoutSchedule>,
+    /// Where this merchant's payment events are delivered.
+    pub webhook_endpoints: Vec<super::outbox::WebhookEndpoint>,
     pub created_at_ns: u64,
     pub updated_at_ns: u64,
 }

@@ -3,8 +3,9 @@
 
 use super::ids::{ApiKeyId, BuyerId, CheckoutId, MerchantId, OrderId, PayoutId};
 use super::model::{Buyer, Merchant, OrderState, Payment};
+use super::outbox::{Delivery, WebhookEndpoint};
 use super::payout::{Payout, WorkState};
-use super::work::{DeadLetter, TimedIndex, WorkRef};
+use super::work::{AttemptRecord, DeadLetter, TimedIndex, WorkRef};
 use crate::money::Currency;
 use crate::store::LedgerRead;
 use serde::{Deserialize, Serialize};
@@ -77,6 +78,21 @@ pub enum PaymentQuery {
     },
     /// Payouts by state and dead letters by kind, cluster-wide (from the replicated meta).
     WorkCounts,
+    Delivery {
+        delivery_id: String,
+    },
+    /// Deliveries due at `up_to_ns` that are next in their payment's queue, with their
+    /// endpoint (`None`: removed since).
+    DeliveriesDue {
+        up_to_ns: u64,
+        limit: u32,
+    },
+    /// A merchant's deliveries, newest first, before the cursor `(event time, delivery id)`.
+    MerchantDeliveries {
+        merchant_id: MerchantId,
+        before: Option<(u64, String)>,
+        limit: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +125,12 @@ pub enum PaymentQueryResult {
         payouts_by_state: std::collections::BTreeMap<String, u64>,
         dead_letters: std::collections::BTreeMap<String, u64>,
     },
+    Delivery(Option<Delivery>),
+    DeliveriesDue(Vec<(Delivery, Option<WebhookEndpoint>)>),
+    Deliveries {
+        deliveries: Vec<Delivery>,
+        next: Option<(u64, String)>,
+    },
 }
 
 /// The dead letter for `work`, if it is dead-lettered now.
@@ -133,6 +155,7 @@ pub fn dead_letter<S: LedgerRead>(store: &S, work: &WorkRef) -> Option<DeadLette
                 currency: order.currency.code().to_string(),
             })
         }
+        WorkRef::Delivery(id) => delivery_dead_letter(store, work, id),
         WorkRef::Payout(payout_id) => {
             let payout = store.payout(payout_id)?;
             let WorkState::Dead { at_ns } = payout.work else {
@@ -150,6 +173,67 @@ pub fn dead_letter<S: LedgerRead>(store: &S, work: &WorkRef) -> Option<DeadLette
             })
         }
     }
+}
+
+fn delivery_dead_letter<S: LedgerRead>(store: &S, work: &WorkRef, id: &str) -> Option<DeadLetter> {
+    let delivery = store.delivery(id)?;
+    let WorkState::Dead { at_ns } = delivery.work else {
+        return None;
+    };
+    Some(DeadLetter {
+        work: work.clone(),
+        dead_at_ns: at_ns,
+        attempt: delivery.attempt,
+        last_error: delivery.attempts.last().map(|a| super::model::OrderError {
+            code: format!("http_{}", a.status),
+            message: a.excerpt.clone(),
+        }),
+        history: delivery
+            .attempts
+            .iter()
+            .map(|a| AttemptRecord {
+                attempt: a.attempt,
+                at_ns: a.at_ns,
+                code: format!("http_{}", a.status),
+                message: a.excerpt.clone(),
+            })
+            .collect(),
+        merchant_id: delivery.merchant_id.to_string(),
+        amount_minor: delivery.event.amount_minor,
+        currency: delivery.event.currency.code().to_string(),
+    })
+}
+
+/// Due deliveries that head their payment's queue, so one payment's events go out in order.
+fn deliveries_due<S: LedgerRead>(
+    store: &S,
+    up_to_ns: u64,
+    limit: usize,
+) -> Vec<(Delivery, Option<WebhookEndpoint>)> {
+    let mut out = Vec::new();
+    for (_, id) in store.index_scan(TimedIndex::DeliveryDue, "", None, up_to_ns, limit) {
+        let Some(delivery) = store.delivery(&id) else {
+            continue;
+        };
+        let head = store.index_scan(
+            TimedIndex::DeliveryQueue,
+            &delivery.queue(),
+            None,
+            u64::MAX,
+            1,
+        );
+        if head.first().map(|(_, head_id)| head_id.as_str()) != Some(id.as_str()) {
+            continue;
+        }
+        let endpoint = store.merchant(&delivery.merchant_id).and_then(|merchant| {
+            merchant
+                .webhook_endpoints
+                .into_iter()
+                .find(|e| e.endpoint_id == delivery.endpoint_id)
+        });
+        out.push((delivery, endpoint));
+    }
+    out
 }
 
 fn page_next<T: Clone>(page: &[T], limit: usize) -> Option<T> {
@@ -259,6 +343,32 @@ pub fn query_payments<S: LedgerRead>(store: &S, query: &PaymentQuery) -> Payment
         }
         PaymentQuery::DeadLetter { work } => {
             PaymentQueryResult::DeadLetter(dead_letter(store, work))
+        }
+        PaymentQuery::Delivery { delivery_id } => {
+            PaymentQueryResult::Delivery(store.delivery(delivery_id))
+        }
+        PaymentQuery::DeliveriesDue { up_to_ns, limit } => {
+            let limit = (*limit as usize).clamp(1, WORK_PAGE_MAX);
+            PaymentQueryResult::DeliveriesDue(deliveries_due(store, *up_to_ns, limit))
+        }
+        PaymentQuery::MerchantDeliveries {
+            merchant_id,
+            before,
+            limit,
+        } => {
+            let limit = (*limit as usize).clamp(1, WORK_PAGE_MAX);
+            let page = store.index_scan_desc(
+                TimedIndex::MerchantDeliveries,
+                merchant_id.as_str(),
+                before.clone(),
+                limit,
+            );
+            let next = page_next(&page, limit);
+            let deliveries = page
+                .iter()
+                .filter_map(|(_, id)| store.delivery(id))
+                .collect();
+            PaymentQueryResult::Deliveries { deliveries, next }
         }
         PaymentQuery::WorkCounts => {
             let meta = store.meta();

@@ -17,6 +17,8 @@ use std::fmt;
 pub enum WorkRef {
     Charge(OrderId),
     Payout(PayoutId),
+    /// A webhook delivery, `<event id>/<endpoint id>`.
+    Delivery(String),
 }
 
 impl WorkRef {
@@ -24,6 +26,7 @@ impl WorkRef {
         match self {
             WorkRef::Charge(_) => "charge",
             WorkRef::Payout(_) => "payout",
+            WorkRef::Delivery(_) => "delivery",
         }
     }
 
@@ -31,6 +34,7 @@ impl WorkRef {
         match self {
             WorkRef::Charge(order) => order.as_str(),
             WorkRef::Payout(payout) => payout.as_str(),
+            WorkRef::Delivery(delivery) => delivery,
         }
     }
 
@@ -40,9 +44,25 @@ impl WorkRef {
         match kind {
             "charge" => OrderId::new(id).ok().map(WorkRef::Charge),
             "payout" => PayoutId::new(id).ok().map(WorkRef::Payout),
+            "delivery" if valid_delivery_id(id) => Some(WorkRef::Delivery(id.to_string())),
             _ => None,
         }
     }
+}
+
+/// `<event id>/<endpoint id>`, both of safe characters.
+pub fn valid_delivery_id(id: &str) -> bool {
+    let Some((event, endpoint)) = id.split_once('/') else {
+        return false;
+    };
+    let safe = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 64
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+    };
+    safe(event) && safe(endpoint)
 }
 
 impl fmt::Display for WorkRef {
@@ -60,8 +80,8 @@ pub struct AttemptRecord {
     pub message: String,
 }
 
-/// Appends a failed attempt, keeping only the newest `ATTEMPTS_KEPT_MAX`.
-pub(crate) fn log_attempt(log: &mut Vec<AttemptRecord>, record: AttemptRecord) {
+/// Appends an attempt, keeping only the newest `ATTEMPTS_KEPT_MAX`.
+pub(crate) fn log_attempt<T>(log: &mut Vec<T>, record: T) {
     log.push(record);
     if log.len() > ATTEMPTS_KEPT_MAX {
         let excess = log.len() - ATTEMPTS_KEPT_MAX;
@@ -95,6 +115,13 @@ pub enum TimedIndex {
     PayoutScheduleDue,
     /// A merchant's payouts by creation time, owner the merchant id.
     MerchantPayouts,
+    /// Webhook deliveries due (`Due` at, or `Leased` until), owner "".
+    DeliveryDue,
+    /// Open deliveries of one payment to one endpoint, owner `<endpoint>/<checkout>`, time 0,
+    /// id the delivery id: event-id order, so the first is the one to send next.
+    DeliveryQueue,
+    /// A merchant's deliveries by event time, owner the merchant id.
+    MerchantDeliveries,
 }
 
 impl TimedIndex {
@@ -104,6 +131,9 @@ impl TimedIndex {
             TimedIndex::DeadLetter => 2,
             TimedIndex::PayoutScheduleDue => 3,
             TimedIndex::MerchantPayouts => 4,
+            TimedIndex::DeliveryDue => 5,
+            TimedIndex::DeliveryQueue => 6,
+            TimedIndex::MerchantDeliveries => 7,
         }
     }
 }

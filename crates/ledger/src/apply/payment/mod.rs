@@ -4,6 +4,7 @@
 
 mod checkout;
 mod execution;
+mod outbox;
 mod parties;
 mod payout;
 mod postings;
@@ -107,9 +108,40 @@ fn dispatch<S: LedgerRead>(
             merchant_id,
             currency,
         } => payout::run_schedule(txn, merchant_id, *currency, now_ns),
+        PaymentCommand::AddWebhookEndpoint {
+            merchant_id,
+            endpoint,
+        } => outbox::add_endpoint(txn, merchant_id, endpoint, now_ns),
+        PaymentCommand::RotateWebhookSecret {
+            merchant_id,
+            endpoint_id,
+            secret,
+            keep_previous,
+        } => outbox::rotate_secret(
+            txn,
+            merchant_id,
+            endpoint_id,
+            secret,
+            *keep_previous,
+            now_ns,
+        ),
+        PaymentCommand::RemoveWebhookEndpoint {
+            merchant_id,
+            endpoint_id,
+        } => outbox::remove_endpoint(txn, merchant_id, endpoint_id, now_ns),
+        PaymentCommand::ClaimDelivery {
+            delivery_id,
+            lease_ms,
+        } => outbox::claim(txn, delivery_id, *lease_ms, now_ns),
+        PaymentCommand::RecordDelivery {
+            delivery_id,
+            attempt,
+            outcome,
+        } => outbox::record(txn, delivery_id, attempt, outcome, now_ns),
         PaymentCommand::RedriveWork { work } => match work {
             WorkRef::Charge(order_id) => execution::redrive(txn, order_id, now_ns),
             WorkRef::Payout(payout_id) => payout::redrive(txn, payout_id, now_ns),
+            WorkRef::Delivery(delivery_id) => outbox::redeliver(txn, delivery_id, now_ns),
         },
         PaymentCommand::DiscardWork { work, reason } => {
             if reason.is_empty() || reason.len() > DISCARD_REASON_BYTES_MAX {
@@ -118,6 +150,7 @@ fn dispatch<S: LedgerRead>(
             match work {
                 WorkRef::Charge(order_id) => execution::discard(txn, order_id, reason, now_ns),
                 WorkRef::Payout(payout_id) => payout::discard(txn, payout_id, reason, now_ns),
+                WorkRef::Delivery(delivery_id) => outbox::discard(txn, delivery_id),
             }
         }
     }
@@ -148,6 +181,8 @@ fn changed<S: LedgerRead>(
     now_ns: u64,
 ) -> Result<PaymentOutcome, PaymentError> {
     payment.updated_at_ns = now_ns;
+    // The events this change makes are written by the same command (the outbox).
+    outbox::emit_events(txn, &payment, now_ns)?;
     txn.put_payment(payment.clone());
     Ok(PaymentOutcome::Payment {
         payment,

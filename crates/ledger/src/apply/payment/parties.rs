@@ -58,6 +58,7 @@ pub(super) fn create_merchant<S: LedgerRead>(
         hold_period_s: new.hold_period_s,
         api_keys: Vec::new(),
         payout_schedules: Vec::new(),
+        webhook_endpoints: Vec::new(),
         created_at_ns: now_ns,
         updated_at_ns: now_ns,
     };
