@@ -165,6 +165,22 @@ pub(crate) async fn channel(args: &GatewayArgs) -> Result<Channel> {
         })
 }
 
+/// The credential of a call that acts for a merchant: the operator token when it names another
+/// merchant (`--merchant`), else the merchant's own API key (the operator token if no key).
+pub(crate) fn acting_credential(
+    args: &GatewayArgs,
+    for_named_merchant: bool,
+) -> (Option<&String>, &'static str) {
+    if for_named_merchant || args.api_key.is_none() {
+        (
+            args.admin_token.as_ref(),
+            "admin token (--admin-token, TALLY_ADMIN_TOKEN): --merchant acts for any merchant",
+        )
+    } else {
+        (args.api_key.as_ref(), "API key (--api-key, TALLY_API_KEY)")
+    }
+}
+
 pub(crate) fn authed<T>(
     message: T,
     token: Option<&String>,

@@ -1,9 +1,9 @@
 //! `tally payouts` and `tally dlq`: sellers' payouts and the dead-letter queue, through the
-//! gateway. Payout commands take the operator token (any merchant, with --merchant) or a
-//! merchant's API key (its own payouts); the dead-letter queue is the operator's.
+//! gateway. Payout commands with --merchant use the operator token (any merchant); without it,
+//! the merchant's API key (its own payouts). The dead-letter queue is the operator's.
 
 use crate::output::{print_record, print_rows};
-use crate::payments::{authed, channel, refused, GatewayArgs};
+use crate::payments::{acting_credential, authed, channel, refused, GatewayArgs};
 use anyhow::Result;
 use clap::Subcommand;
 use tally_proto::payments as pb;
@@ -26,6 +26,9 @@ pub enum PayoutCommand {
     },
     Show {
         payout: String,
+        /// Look as the operator (any merchant's payout).
+        #[arg(long)]
+        merchant: Option<String>,
     },
     /// Newest first.
     List {
@@ -39,6 +42,8 @@ pub enum PayoutCommand {
     /// Cancel a payout no worker has sent yet; its funds return to available.
     Cancel {
         payout: String,
+        #[arg(long)]
+        merchant: Option<String>,
     },
     /// Pay out a currency's available balance on a schedule (daily, weekly, monthly,
     /// every_<n>s), when it reaches --minimum; --interval none removes it.
@@ -99,13 +104,14 @@ fn payout_fields(payout: &pb::Payout) -> Vec<(&'static str, String)> {
 pub async fn payouts(json: bool, args: &GatewayArgs, command: PayoutCommand) -> Result<()> {
     let mut client = PayoutsClient::new(channel(args).await?);
     // The operator token when given, else the merchant's key.
-    let (token, what) = match &args.admin_token {
-        Some(token) => (Some(token), "admin token"),
-        None => (
-            args.api_key.as_ref(),
-            "API key (--api-key, TALLY_API_KEY) or admin token (--admin-token)",
-        ),
+    let named = match &command {
+        PayoutCommand::Create { merchant, .. }
+        | PayoutCommand::List { merchant, .. }
+        | PayoutCommand::Schedule { merchant, .. }
+        | PayoutCommand::Show { merchant, .. }
+        | PayoutCommand::Cancel { merchant, .. } => merchant.is_some(),
     };
+    let (token, what) = acting_credential(args, named);
     let payout = match command {
         PayoutCommand::Create {
             payout,
@@ -126,11 +132,11 @@ pub async fn payouts(json: bool, args: &GatewayArgs, command: PayoutCommand) -> 
             .await
             .map_err(refused)?
             .into_inner(),
-        PayoutCommand::Show { payout } => client
+        PayoutCommand::Show { payout, merchant } => client
             .get_payout(authed(
                 pb::GetPayoutRequest {
                     payout_id: payout,
-                    merchant_id: String::new(),
+                    merchant_id: merchant.unwrap_or_default(),
                 },
                 token,
                 what,
@@ -138,11 +144,11 @@ pub async fn payouts(json: bool, args: &GatewayArgs, command: PayoutCommand) -> 
             .await
             .map_err(refused)?
             .into_inner(),
-        PayoutCommand::Cancel { payout } => client
+        PayoutCommand::Cancel { payout, merchant } => client
             .cancel_payout(authed(
                 pb::CancelPayoutRequest {
                     payout_id: payout,
-                    merchant_id: String::new(),
+                    merchant_id: merchant.unwrap_or_default(),
                 },
                 token,
                 what,

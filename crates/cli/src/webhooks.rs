@@ -1,8 +1,8 @@
 //! `tally webhooks`: a merchant's webhook endpoints and the deliveries of its payment events,
-//! through the gateway (a merchant's API key, or the operator token with --merchant).
+//! through the gateway (the merchant's API key, or the operator token with --merchant).
 
 use crate::output::{print_record, print_rows};
-use crate::payments::{authed, channel, refused, GatewayArgs};
+use crate::payments::{acting_credential, authed, channel, refused, GatewayArgs};
 use anyhow::Result;
 use clap::Subcommand;
 use tally_proto::payments as pb;
@@ -100,13 +100,15 @@ fn endpoint_record(json: bool, endpoint: pb::WebhookEndpoint) {
 
 pub async fn webhooks(json: bool, args: &GatewayArgs, command: WebhookCommand) -> Result<()> {
     let mut client = WebhookEndpointsClient::new(channel(args).await?);
-    let (token, what) = match &args.admin_token {
-        Some(token) => (Some(token), "admin token"),
-        None => (
-            args.api_key.as_ref(),
-            "API key (--api-key, TALLY_API_KEY) or admin token (--admin-token)",
-        ),
+    let named = match &command {
+        WebhookCommand::Endpoints { merchant }
+        | WebhookCommand::AddEndpoint { merchant, .. }
+        | WebhookCommand::RotateSecret { merchant, .. }
+        | WebhookCommand::RemoveEndpoint { merchant, .. }
+        | WebhookCommand::Attempts { merchant, .. }
+        | WebhookCommand::Redeliver { merchant, .. } => merchant.is_some(),
     };
+    let (token, what) = acting_credential(args, named);
     match command {
         WebhookCommand::Endpoints { merchant } => {
             let listed = client
