@@ -35,7 +35,7 @@ for _ in $(seq 1 100); do
 done
 "$bin/tally-gateway" --nodes 127.0.0.1:7100 --grpc-listen 127.0.0.1:7200 --http-listen 127.0.0.1:7280 \
   --psp-url http://127.0.0.1:7300 --psp-webhook-secret "$webhook_secret" \
-  --admin-token "$admin_token" > tally-data/gateway.log 2>&1 &
+  --admin-token "$admin_token" --webhook-allow-http > tally-data/gateway.log 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do
   (exec 3<>/dev/tcp/127.0.0.1/7200) 2>/dev/null && break

@@ -12,13 +12,11 @@
 
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
+use crate::worker::{run_sweeps, RetrySchedule};
 use futures::StreamExt;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tally_ledger::limits::NANOS_PER_MILLISECOND;
 use tally_ledger::payment::{
     CaptureMode, ChargeOutcome, NextAction, Order, OrderId, OrderState, Payment, PaymentCommand,
     PaymentMethod, PaymentOutcome, PaymentQuery, PaymentQueryResult,
@@ -83,7 +81,7 @@ pub struct Executor {
     psp: Arc<dyn Psp>,
     config: ExecutorConfig,
     clock: Clock,
-    rng: Mutex<StdRng>,
+    retries: RetrySchedule,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -98,9 +96,9 @@ impl Executor {
         Executor {
             ledger,
             psp,
+            retries: RetrySchedule::new(config.retry, seed, clock.clone()),
             config,
             clock,
-            rng: Mutex::new(StdRng::seed_from_u64(seed)),
             metrics: None,
         }
     }
@@ -114,21 +112,10 @@ impl Executor {
     /// Sweeps until `shutdown` resolves; a failed sweep (ledger unreachable) is logged and the
     /// next one retries after the idle pause.
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        loop {
-            let pause_ms = match self.sweep().await {
-                Ok(report) if report.orders_due > 0 => 0,
-                Ok(_) => self.config.idle_poll_ms,
-                Err(error) => {
-                    tracing::warn!(%error, "executor sweep failed");
-                    self.config.idle_poll_ms
-                }
-            };
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = tokio::time::sleep(Duration::from_millis(pause_ms)) => {}
-            }
-        }
+        run_sweeps("executor", self.config.idle_poll_ms, shutdown, || async {
+            self.sweep().await.map(|report| report.orders_due > 0)
+        })
+        .await;
     }
 
     /// Works every order due now, once.
@@ -238,7 +225,7 @@ impl Executor {
             match self.status(&order.order_id).await {
                 Ok(Some(charge)) => return outcome_of(&charge),
                 Ok(None) => {}
-                Err(error) => return self.retry_or_give_up(attempt, &error),
+                Err(error) => return self.retry_or_give_up(attempt, order.retry_base, &error),
             }
         }
         let method = match &payment.method {
@@ -281,9 +268,10 @@ impl Executor {
                 code: error.code.clone(),
                 message: error.message.clone(),
             },
-            Ok(Err(error)) => self.retry_or_give_up(attempt, &error),
+            Ok(Err(error)) => self.retry_or_give_up(attempt, order.retry_base, &error),
             Err(_) => self.retry_or_give_up(
                 attempt,
+                order.retry_base,
                 &PspError {
                     kind: ErrorKind::Retryable,
                     code: "timeout".to_string(),
@@ -306,21 +294,14 @@ impl Executor {
     }
 
     /// The next attempt's schedule, or the end of retries. `attempt` counts from 1.
-    fn retry_or_give_up(&self, attempt: u64, error: &PspError) -> ChargeOutcome {
-        let retry_index = u32::try_from(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
-        let delay_ms = {
-            let mut rng = self
-                .rng
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            self.config.retry.delay_ms(retry_index, &mut *rng)
-        };
-        match delay_ms {
-            Some(delay_ms) => ChargeOutcome::Retryable {
+    /// `retry_base` is the attempt an operator re-drove the order at: retries count afresh.
+    fn retry_or_give_up(&self, attempt: u64, retry_base: u64, error: &PspError) -> ChargeOutcome {
+        match self.retries.retry_at_ns(attempt.saturating_sub(retry_base)) {
+            Some(retry_at_ns) => ChargeOutcome::Retryable {
                 attempt,
                 code: error.code.clone(),
                 message: error.message.clone(),
-                retry_at_ns: (self.clock)() + delay_ms * NANOS_PER_MILLISECOND,
+                retry_at_ns,
             },
             None => ChargeOutcome::Exhausted {
                 code: "retries_exhausted".to_string(),

@@ -14,6 +14,7 @@
 //!   id as idempotency key, status check before any retry, dead letter when retries run out).
 //! - `webhook_dispatcher`: webhooks out, the ledger's outbox POSTed to merchants' endpoints
 //!   (signed, at least once, in event order per payment, retried over hours, dead-lettered).
+//! - `worker`: the sweep loop and seeded retry schedule the three workers share.
 //! - `http`: PSP webhooks in, `/healthz`, `/readyz`, `/metrics`; `metrics`: the Prometheus registry.
 //!
 //! The building blocks below are pure. **Architecture invariant:** none of them does I/O or
@@ -47,6 +48,7 @@ pub mod secret;
 pub mod server;
 pub mod signing;
 pub mod webhook_dispatcher;
+pub mod worker;
 
 pub use api_key::{
     ApiKeyError, ApiKeyHash, ApiKeyId, GeneratedApiKey, PresentedApiKey, StoredApiKey,

@@ -11,11 +11,10 @@
 use crate::backoff::Backoff;
 use crate::executor::Clock;
 use crate::metrics::Metrics;
+use crate::worker::{run_sweeps, RetrySchedule};
 use futures::StreamExt;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tally_ledger::limits::NANOS_PER_MILLISECOND;
 use tally_ledger::payment::{
@@ -82,7 +81,7 @@ pub struct PayoutWorker {
     psp: Arc<dyn Psp>,
     config: PayoutWorkerConfig,
     clock: Clock,
-    rng: Mutex<StdRng>,
+    retries: RetrySchedule,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -97,9 +96,9 @@ impl PayoutWorker {
         PayoutWorker {
             ledger,
             psp,
+            retries: RetrySchedule::new(config.retry, seed, clock.clone()),
             config,
             clock,
-            rng: Mutex::new(StdRng::seed_from_u64(seed)),
             metrics: None,
         }
     }
@@ -110,21 +109,12 @@ impl PayoutWorker {
     }
 
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        loop {
-            let pause_ms = match self.sweep().await {
-                Ok(report) if report.payouts_due > 0 || report.schedules_run > 0 => 0,
-                Ok(_) => self.config.idle_poll_ms,
-                Err(error) => {
-                    tracing::warn!(%error, "payout sweep failed");
-                    self.config.idle_poll_ms
-                }
-            };
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = tokio::time::sleep(Duration::from_millis(pause_ms)) => {}
-            }
-        }
+        run_sweeps("payouts", self.config.idle_poll_ms, shutdown, || async {
+            self.sweep()
+                .await
+                .map(|report| report.payouts_due > 0 || report.schedules_run > 0)
+        })
+        .await;
     }
 
     async fn query(&self, query: PaymentQuery) -> Result<PaymentQueryResult, PayoutWorkerError> {
@@ -145,10 +135,7 @@ impl PayoutWorker {
             PaymentQueryResult::PayoutSchedulesDue(due) => due,
             _ => return Err(PayoutWorkerError::UnexpectedAnswer),
         };
-        let mut report = PayoutSweepReport {
-            schedules_run: schedules.len(),
-            ..PayoutSweepReport::default()
-        };
+        let mut report = PayoutSweepReport::default();
         if !schedules.is_empty() {
             let commands: Vec<PaymentCommand> = schedules
                 .into_iter()
@@ -160,8 +147,12 @@ impl PayoutWorker {
                 )
                 .collect();
             for result in self.ledger.execute_payments(&commands).await? {
-                if let Err(error) = result {
-                    tracing::warn!(code = error.code(), %error, "payout schedule did not run");
+                match result {
+                    Ok(PaymentOutcome::ScheduleRan { ran: true, .. }) => report.schedules_run += 1,
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(code = error.code(), %error, "payout schedule did not run")
+                    }
                 }
             }
         }
@@ -245,6 +236,7 @@ impl PayoutWorker {
                 Ok(Ok(None)) if payout.state == PayoutState::InTransit => {
                     return self.retry_or_give_up(
                         attempt,
+                        payout.retry_base,
                         &PspError::retryable(
                             "payout_unknown",
                             "the PSP no longer knows a payout it accepted",
@@ -252,8 +244,28 @@ impl PayoutWorker {
                     )
                 }
                 Ok(Ok(None)) => {}
-                Ok(Err(error)) => return self.classify(attempt, &error),
-                Err(_) => return self.retry_or_give_up(attempt, &timeout_error(timeout)),
+                // Only the PSP's own answer may fail a payout (and free its funds): a refused
+                // status check says nothing about the payout, so it never becomes `Failed`.
+                Ok(Err(error)) if error.kind == ErrorKind::Retryable => {
+                    return self.retry_or_give_up(attempt, payout.retry_base, &error)
+                }
+                Ok(Err(error)) => {
+                    return PayoutOutcome::Poison {
+                        attempt,
+                        code: error.code.clone(),
+                        message: format!(
+                            "the payout's status check was refused: {}",
+                            error.message
+                        ),
+                    }
+                }
+                Err(_) => {
+                    return self.retry_or_give_up(
+                        attempt,
+                        payout.retry_base,
+                        &timeout_error(timeout),
+                    )
+                }
             }
         }
         let request = PayoutRequest {
@@ -264,14 +276,15 @@ impl PayoutWorker {
         };
         match tokio::time::timeout(timeout, self.psp.payout(request)).await {
             Ok(Ok(sent)) => self.outcome_of(&sent),
-            Ok(Err(error)) => self.classify(attempt, &error),
-            Err(_) => self.retry_or_give_up(attempt, &timeout_error(timeout)),
+            Ok(Err(error)) => self.classify(attempt, payout.retry_base, &error),
+            Err(_) => self.retry_or_give_up(attempt, payout.retry_base, &timeout_error(timeout)),
         }
     }
 
-    fn classify(&self, attempt: u64, error: &PspError) -> PayoutOutcome {
+    fn classify(&self, attempt: u64, retry_base: u64, error: &PspError) -> PayoutOutcome {
         if error.is_poison() {
             return PayoutOutcome::Poison {
+                attempt,
                 code: error.code.clone(),
                 message: error.message.clone(),
             };
@@ -281,7 +294,7 @@ impl PayoutWorker {
                 code: error.code.clone(),
                 message: error.message.clone(),
             },
-            ErrorKind::Retryable => self.retry_or_give_up(attempt, error),
+            ErrorKind::Retryable => self.retry_or_give_up(attempt, retry_base, error),
         }
     }
 
@@ -302,23 +315,17 @@ impl PayoutWorker {
         }
     }
 
-    fn retry_or_give_up(&self, attempt: u64, error: &PspError) -> PayoutOutcome {
-        let retry_index = u32::try_from(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
-        let delay_ms = {
-            let mut rng = self
-                .rng
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            self.config.retry.delay_ms(retry_index, &mut *rng)
-        };
-        match delay_ms {
-            Some(delay_ms) => PayoutOutcome::Retryable {
+    /// `retry_base` is the attempt an operator re-drove the payout at: retries count afresh.
+    fn retry_or_give_up(&self, attempt: u64, retry_base: u64, error: &PspError) -> PayoutOutcome {
+        match self.retries.retry_at_ns(attempt.saturating_sub(retry_base)) {
+            Some(retry_at_ns) => PayoutOutcome::Retryable {
                 attempt,
                 code: error.code.clone(),
                 message: error.message.clone(),
-                retry_at_ns: (self.clock)() + delay_ms * NANOS_PER_MILLISECOND,
+                retry_at_ns,
             },
             None => PayoutOutcome::Exhausted {
+                attempt,
                 code: "retries_exhausted".to_string(),
                 message: format!(
                     "gave up after {attempt} attempts; last error {}: {}",

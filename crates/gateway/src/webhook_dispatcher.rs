@@ -11,13 +11,12 @@
 use crate::backoff::Backoff;
 use crate::executor::Clock;
 use crate::metrics::Metrics;
+use crate::worker::{run_sweeps, RetrySchedule};
 use futures::StreamExt;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tally_ledger::format_amount;
-use tally_ledger::limits::{DELIVERY_EXCERPT_BYTES_MAX, NANOS_PER_MILLISECOND, NANOS_PER_SECOND};
+use tally_ledger::limits::{DELIVERY_EXCERPT_BYTES_MAX, NANOS_PER_SECOND};
 use tally_ledger::payment::{
     Delivery, DeliveryAttempt, DeliveryOutcome, PaymentCommand, PaymentOutcome, PaymentQuery,
     PaymentQueryResult, WebhookEndpoint,
@@ -70,7 +69,7 @@ pub struct Dispatcher {
     http: reqwest::Client,
     config: DispatcherConfig,
     clock: Clock,
-    rng: Mutex<StdRng>,
+    retries: RetrySchedule,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -119,9 +118,9 @@ impl Dispatcher {
         Dispatcher {
             ledger,
             http,
+            retries: RetrySchedule::new(config.retry, seed, clock.clone()),
             config,
             clock,
-            rng: Mutex::new(StdRng::seed_from_u64(seed)),
             metrics: None,
         }
     }
@@ -132,21 +131,13 @@ impl Dispatcher {
     }
 
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        loop {
-            let pause_ms = match self.sweep().await {
-                Ok(worked) if worked > 0 => 0,
-                Ok(_) => self.config.idle_poll_ms,
-                Err(error) => {
-                    tracing::warn!(%error, "webhook dispatch sweep failed");
-                    self.config.idle_poll_ms
-                }
-            };
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = tokio::time::sleep(Duration::from_millis(pause_ms)) => {}
-            }
-        }
+        run_sweeps(
+            "webhooks_out",
+            self.config.idle_poll_ms,
+            shutdown,
+            || async { self.sweep().await.map(|worked| worked > 0) },
+        )
+        .await;
     }
 
     /// Delivers every delivery due now, once. Answers how many it tried.
@@ -208,7 +199,7 @@ impl Dispatcher {
         } else if endpoint.is_none() {
             DeliveryOutcome::Exhausted
         } else {
-            self.retry_or_give_up(attempt)
+            self.retry_or_give_up(attempt, delivery.retry_base)
         };
         if let Some(metrics) = &self.metrics {
             let kind = match outcome {
@@ -254,10 +245,18 @@ impl Dispatcher {
             .send()
             .await;
         let (status, excerpt) = match sent {
-            Ok(response) => {
+            Ok(mut response) => {
                 let status = response.status().as_u16();
-                let text = response.text().await.unwrap_or_default();
-                (status, text)
+                // Read no more than the excerpt keeps: an endpoint's answer can be any size.
+                let mut bytes = Vec::new();
+                while bytes.len() < DELIVERY_EXCERPT_BYTES_MAX {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                bytes.truncate(DELIVERY_EXCERPT_BYTES_MAX);
+                (status, String::from_utf8_lossy(&bytes).into_owned())
             }
             Err(error) => (0, error.to_string()),
         };
@@ -273,19 +272,10 @@ impl Dispatcher {
         (status, latency_ms, excerpt)
     }
 
-    fn retry_or_give_up(&self, attempt: u64) -> DeliveryOutcome {
-        let retry_index = u32::try_from(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
-        let delay_ms = {
-            let mut rng = self
-                .rng
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            self.config.retry.delay_ms(retry_index, &mut *rng)
-        };
-        match delay_ms {
-            Some(delay_ms) => DeliveryOutcome::Retry {
-                retry_at_ns: (self.clock)() + delay_ms * NANOS_PER_MILLISECOND,
-            },
+    /// `retry_base` is the attempt the delivery was redelivered at: retries count afresh.
+    fn retry_or_give_up(&self, attempt: u64, retry_base: u64) -> DeliveryOutcome {
+        match self.retries.retry_at_ns(attempt.saturating_sub(retry_base)) {
+            Some(retry_at_ns) => DeliveryOutcome::Retry { retry_at_ns },
             None => DeliveryOutcome::Exhausted,
         }
     }

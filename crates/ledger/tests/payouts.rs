@@ -447,6 +447,7 @@ fn exhausted_payout_retries_land_in_the_dead_letter_queue_and_a_redrive_pays() {
     let dead = f.payout_outcome(
         "po1",
         PayoutOutcome::Exhausted {
+            attempt,
             code: "retries_exhausted".into(),
             message: "gave up after 2 attempts".into(),
         },
@@ -492,6 +493,7 @@ fn a_poison_payout_goes_straight_to_the_dead_letter_queue_and_a_discard_frees_it
     f.payout_outcome(
         "po1",
         PayoutOutcome::Poison {
+            attempt: 1,
             code: "invalid_request".into(),
             message: "unsupported destination".into(),
         },
@@ -797,5 +799,64 @@ fn endpoints_are_checked_rotated_and_removed() {
             endpoint_id: "ep".to_string(),
         }),
         Err("endpoint_not_found")
+    );
+}
+
+#[test]
+fn only_the_current_claim_may_dead_letter_a_payout_and_one_the_psp_has_cannot_be_discarded() {
+    let mut f = Fixture::with_available(10_000);
+    f.create_payout("po1", Some(1_000)).unwrap();
+    let stale = f.claim_payout("po1");
+    f.advance_s(60);
+    let current = f.claim_payout("po1");
+    assert_eq!(
+        current,
+        stale + 1,
+        "the lease ran out and another worker took it"
+    );
+    let exhausted = |attempt| PayoutOutcome::Exhausted {
+        attempt,
+        code: "retries_exhausted".into(),
+        message: "gave up".into(),
+    };
+    let ignored = f.payout_outcome("po1", exhausted(stale));
+    assert!(
+        matches!(ignored.work, WorkState::Leased { .. }),
+        "{ignored:?}"
+    );
+    let dead = f.payout_outcome("po1", exhausted(current));
+    assert!(matches!(dead.work, WorkState::Dead { .. }));
+    // The PSP turns out to have it: the dead letter learns so, and a discard is refused.
+    let known = f.payout_outcome(
+        "po1",
+        PayoutOutcome::InTransit {
+            psp_payout_id: "pyt_9".into(),
+            check_at_ns: T0,
+        },
+    );
+    assert_eq!(known.state, PayoutState::InTransit);
+    assert!(matches!(known.work, WorkState::Dead { .. }));
+    assert_eq!(
+        f.payment(PaymentCommand::DiscardWork {
+            work: WorkRef::Payout(payout_id("po1")),
+            reason: "give up".into(),
+        }),
+        Err("payout_invalid_transition")
+    );
+    // A re-drive starts a fresh retry budget from the attempts made so far.
+    match f.ok(PaymentCommand::RedriveWork {
+        work: WorkRef::Payout(payout_id("po1")),
+    }) {
+        PaymentOutcome::Payout { payout, .. } => assert_eq!(payout.retry_base, current),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn clients_cannot_take_the_ids_schedules_derive() {
+    let mut f = Fixture::with_available(10_000);
+    assert_eq!(
+        f.create_payout("po_sched_000000000000000000000001", Some(1)),
+        Err("payout_id_reserved")
     );
 }

@@ -115,7 +115,8 @@ impl From<PaymentError> for ApiError {
             | WalletPaymentsCaptureAutomatically
             | ReturnUrlInvalid
             | DiscardReasonInvalid
-            | EndpointInvalid { .. } => ErrorKind::InvalidArgument,
+            | EndpointInvalid { .. }
+            | PayoutIdReserved { .. } => ErrorKind::InvalidArgument,
             LeaseHeld { .. } | PayoutNotClaimable { .. } | DeliveryNotClaimable { .. } => {
                 ErrorKind::Aborted
             }

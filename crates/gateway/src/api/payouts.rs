@@ -262,6 +262,7 @@ impl PaymentsApi {
         request: &pb::DiscardDeadLetterRequest,
     ) -> Result<pb::WorkStatus, ApiError> {
         let work = work_ref(&request.work)?;
+        self.check_psp_before_discard(&work).await?;
         let outcome = self
             .execute(PaymentCommand::DiscardWork {
                 work: work.clone(),
@@ -269,6 +270,41 @@ impl PaymentsApi {
             })
             .await?;
         work_status(&work, &outcome)
+    }
+}
+
+impl PaymentsApi {
+    /// A dead charge or payout may have reached the PSP (its answer lost): giving up on it
+    /// then would lose a real charge or pay out twice. Ask the PSP first; only work it does not
+    /// know, or refused, may be discarded.
+    async fn check_psp_before_discard(&self, work: &WorkRef) -> Result<(), ApiError> {
+        let reached = match work {
+            WorkRef::Charge(order_id) => self
+                .psp_call(self.psp().charge_status(order_id.as_str()))
+                .await?
+                .filter(|charge| {
+                    !matches!(
+                        charge.status,
+                        tally_psp::ChargeStatus::Declined { .. }
+                            | tally_psp::ChargeStatus::Canceled
+                    )
+                })
+                .map(|charge| format!("charge {} is {:?}", charge.charge_id, charge.status)),
+            WorkRef::Payout(payout_id) => self
+                .psp_call(self.psp().payout_status(payout_id.as_str()))
+                .await?
+                .filter(|payout| !matches!(payout.status, tally_psp::PayoutStatus::Failed { .. }))
+                .map(|payout| format!("payout {} is {:?}", payout.payout_id, payout.status)),
+            WorkRef::Delivery(_) => None,
+        };
+        match reached {
+            Some(found) => Err(ApiError::new(
+                ErrorKind::FailedPrecondition,
+                "reached_psp",
+                format!("{work} cannot be discarded: the PSP has it ({found}); re-drive it so its outcome is recorded"),
+            )),
+            None => Ok(()),
+        }
     }
 }
 

@@ -58,6 +58,9 @@ pub struct ApiConfig {
     /// Refuse requests without a `tally-signature` (an HMAC keyed by the API key, see
     /// `signing`); when false a signature is still checked if sent.
     pub require_signatures: bool,
+    /// Accept `http://` webhook endpoints (local development); otherwise only `https://`, so
+    /// deliveries are encrypted and cannot be pointed at plain-text internal services.
+    pub webhook_allow_http: bool,
 }
 
 /// API key records one gateway keeps (the least recently used goes first).
@@ -976,7 +979,15 @@ impl PaymentsApi {
         }
     }
 
-    async fn psp_call<T>(
+    pub(super) fn webhook_allow_http(&self) -> bool {
+        self.config.webhook_allow_http
+    }
+
+    pub(super) fn psp(&self) -> &Arc<dyn Psp> {
+        &self.psp
+    }
+
+    pub(super) async fn psp_call<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, PspError>>,
     ) -> Result<T, ApiError> {

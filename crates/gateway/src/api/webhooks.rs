@@ -57,6 +57,12 @@ impl PaymentsApi {
         request: &pb::CreateEndpointRequest,
     ) -> Result<pb::WebhookEndpoint, ApiError> {
         let merchant_id = self.owner(caller, &request.merchant_id)?;
+        if request.url.starts_with("http://") && !self.webhook_allow_http() {
+            return Err(ApiError::invalid(
+                "endpoint_url_insecure",
+                "url: webhook endpoints must be https:// (start the gateway with --webhook-allow-http for local development)",
+            ));
+        }
         let secret = if request.secret.is_empty() {
             self.new_secret()
         } else {

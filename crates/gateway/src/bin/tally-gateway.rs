@@ -122,6 +122,9 @@ struct Args {
     webhook_retry_max_ms: u64,
     #[arg(long, default_value_t = 14)]
     webhook_retry_attempts_max: u32,
+    /// Accept http:// webhook endpoints (local development only).
+    #[arg(long)]
+    webhook_allow_http: bool,
     /// Deadline of one delivery POST.
     #[arg(long, default_value_t = 10_000)]
     webhook_timeout_ms: u64,
@@ -208,6 +211,7 @@ fn settings(args: &Args) -> Result<GatewaySettings> {
             idempotency_lease_ms: args.psp_timeout_ms.saturating_mul(3).max(1_000),
             require_signatures: args.require_signatures,
             api_key_cache_ms: args.api_key_cache_ms,
+            webhook_allow_http: args.webhook_allow_http,
         },
         rate_limit: RateLimitConfig {
             burst_requests_max: args.rate_limit_burst,

@@ -188,6 +188,8 @@ impl Stack {
                 idempotency_lease_ms: 5_000,
                 require_signatures: false,
                 api_key_cache_ms: 1_000,
+                // The tests' merchant endpoints listen on plain loopback HTTP.
+                webhook_allow_http: true,
             },
             rate_limit,
             risk,

@@ -162,6 +162,9 @@ pub fn payout_transfer(purpose: &str, payout: &PayoutId) -> TransferId {
     ))
 }
 
+/// Payout ids with this prefix are derived by schedules; clients cannot take them.
+pub const SCHEDULED_PAYOUT_PREFIX: &str = "po_sched_";
+
 /// The payout id a schedule run derives, so racing workers and replays find the same one.
 pub fn scheduled_payout_id(merchant: &MerchantId, currency: Currency, run_at_ns: u64) -> PayoutId {
     let digest = derive(
@@ -172,8 +175,11 @@ pub fn scheduled_payout_id(merchant: &MerchantId, currency: Currency, run_at_ns:
             &run_at_ns.to_be_bytes(),
         ],
     );
-    PayoutId::new(format!("po_sched_{:024x}", digest & ((1u128 << 96) - 1)))
-        .expect("a hex payout id is valid")
+    PayoutId::new(format!(
+        "{SCHEDULED_PAYOUT_PREFIX}{:024x}",
+        digest & ((1u128 << 96) - 1)
+    ))
+    .expect("a hex payout id is valid")
 }
 
 #[cfg(test)]

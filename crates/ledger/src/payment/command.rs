@@ -111,10 +111,19 @@ pub enum PayoutOutcome {
         message: String,
         retry_at_ns: u64,
     },
-    /// Retries ran out: dead-lettered, funds stay held until re-driven or discarded.
-    Exhausted { code: String, message: String },
-    /// No retry can help: dead-lettered at once.
-    Poison { code: String, message: String },
+    /// Claim `attempt` found its retries used up: dead-lettered, funds stay held until
+    /// re-driven or discarded.
+    Exhausted {
+        attempt: u64,
+        code: String,
+        message: String,
+    },
+    /// Claim `attempt` met an error no retry can help: dead-lettered at once.
+    Poison {
+        attempt: u64,
+        code: String,
+        message: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -105,6 +105,10 @@ pub enum PaymentError {
     ReturnUrlInvalid,
     #[error("the ledger refused a payment transfer: {code}")]
     TransferRefused { code: String },
+    #[error(
+        "payout id {payout} is reserved for scheduled payouts (prefix po_sched_); pick another"
+    )]
+    PayoutIdReserved { payout: String },
     #[error("payout {payout} not found")]
     PayoutNotFound { payout: String },
     #[error("payout {payout} exists with a different merchant, currency, amount or PSP; use a new payout id")]
@@ -184,6 +188,7 @@ impl PaymentError {
             TransferRefused { .. } => "transfer_refused",
             ReturnUrlInvalid => "return_url_invalid",
             PayoutNotFound { .. } => "payout_not_found",
+            PayoutIdReserved { .. } => "payout_id_reserved",
             PayoutExistsWithDifferentFields { .. } => "payout_exists_with_different_fields",
             PayoutExceedsAvailable { .. } => "payout_exceeds_available",
             PayoutInvalidTransition { .. } => "payout_invalid_transition",

@@ -259,6 +259,8 @@ pub struct Order {
     pub last_error: Option<OrderError>,
     /// Failed attempts, newest last (at most `ATTEMPTS_KEPT_MAX`).
     pub attempts: Vec<AttemptRecord>,
+    /// The attempt count when an operator last re-drove it: the retry budget counts from here.
+    pub retry_base: u64,
     /// Provider event ids already applied (newest last, at most `WEBHOOK_EVENTS_PER_ORDER_MAX`).
     pub webhook_events: Vec<String>,
     /// Set while the order is pending at the PSP on the buyer; cleared when it moves on.

@@ -98,6 +98,8 @@ pub struct Delivery {
     pub work: WorkState,
     pub attempt: u64,
     pub attempts: Vec<DeliveryAttempt>,
+    /// The attempt count when it was last redelivered: the retry budget counts from here.
+    pub retry_base: u64,
 }
 
 impl Delivery {

@@ -92,6 +92,8 @@ pub struct Payout {
     pub psp_payout_id: Option<String>,
     pub last_error: Option<OrderError>,
     pub attempts: Vec<AttemptRecord>,
+    /// The attempt count when an operator last re-drove it: the retry budget counts from here.
+    pub retry_base: u64,
     /// Created by a payout schedule rather than by a request.
     pub scheduled: bool,
     pub created_at_ns: u64,

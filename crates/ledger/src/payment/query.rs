@@ -204,6 +204,11 @@ fn delivery_dead_letter<S: LedgerRead>(store: &S, work: &WorkRef, id: &str) -> O
     })
 }
 
+/// Due entries a `DeliveriesDue` query reads at most, as a multiple of its limit: later events
+/// of payments whose first event waits out a backoff are due but not sendable, and must not
+/// hide the sendable ones behind them (one merchant's outage stalling everyone's webhooks).
+const DELIVERIES_DUE_SCAN_FACTOR: usize = 16;
+
 /// Due deliveries that head their payment's queue, so one payment's events go out in order.
 fn deliveries_due<S: LedgerRead>(
     store: &S,
@@ -211,7 +216,22 @@ fn deliveries_due<S: LedgerRead>(
     limit: usize,
 ) -> Vec<(Delivery, Option<WebhookEndpoint>)> {
     let mut out = Vec::new();
-    for (_, id) in store.index_scan(TimedIndex::DeliveryDue, "", None, up_to_ns, limit) {
+    let mut due = Vec::new();
+    let mut after = None;
+    let mut scanned = 0;
+    while out.len() < limit && scanned < limit * DELIVERIES_DUE_SCAN_FACTOR {
+        if due.is_empty() {
+            due = store.index_scan(TimedIndex::DeliveryDue, "", after.clone(), up_to_ns, limit);
+            due.reverse();
+            if due.is_empty() {
+                break;
+            }
+        }
+        let Some((at_ns, id)) = due.pop() else {
+            break;
+        };
+        scanned += 1;
+        after = Some((at_ns, id.clone()));
         let Some(delivery) = store.delivery(&id) else {
             continue;
         };

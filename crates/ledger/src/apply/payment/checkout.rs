@@ -139,6 +139,7 @@ pub(super) fn create<S: LedgerRead>(
             refunds: Vec::new(),
             last_error: None,
             attempts: Vec::new(),
+            retry_base: 0,
             webhook_events: Vec::new(),
             next_action: None,
             created_at_ns: now_ns,

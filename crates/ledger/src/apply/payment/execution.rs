@@ -316,6 +316,7 @@ pub(super) fn redrive<S: LedgerRead>(
     order.state = OrderState::RetryScheduled {
         not_before_ns: now_ns,
     };
+    order.retry_base = order.attempt;
     order.updated_at_ns = now_ns;
     changed(txn, payment, now_ns)
 }

@@ -207,6 +207,7 @@ pub(super) fn emit_events<S: LedgerRead>(
                     work: WorkState::Due { at_ns: now_ns },
                     attempt: 0,
                     attempts: Vec::new(),
+                    retry_base: 0,
                 });
             }
         }
@@ -238,6 +239,23 @@ pub(super) fn claim<S: LedgerRead>(
                 until_ns: u64::MAX,
             })
         }
+    }
+    // Only the oldest open event of a payment goes to an endpoint, whatever a gateway read.
+    let head = txn.store().index_scan(
+        crate::payment::TimedIndex::DeliveryQueue,
+        &delivery.queue(),
+        None,
+        u64::MAX,
+        1,
+    );
+    if head
+        .first()
+        .is_some_and(|(_, head_id)| head_id != delivery_id)
+    {
+        return Err(PaymentError::DeliveryNotClaimable {
+            delivery: delivery_id.to_string(),
+            until_ns: u64::MAX,
+        });
     }
     let lease_until_ns = now_ns + lease_ms * NANOS_PER_MILLISECOND;
     delivery.attempt += 1;
@@ -307,6 +325,7 @@ pub(super) fn redeliver<S: LedgerRead>(
     }
     delivery.state = DeliveryState::Pending;
     delivery.work = WorkState::Due { at_ns: now_ns };
+    delivery.retry_base = delivery.attempt;
     changed(txn, delivery)
 }
 

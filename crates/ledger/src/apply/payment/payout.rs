@@ -96,6 +96,15 @@ pub(super) fn create<S: LedgerRead>(
             payout: new.payout_id.to_string(),
         });
     }
+    if new
+        .payout_id
+        .as_str()
+        .starts_with(chart::SCHEDULED_PAYOUT_PREFIX)
+    {
+        return Err(PaymentError::PayoutIdReserved {
+            payout: new.payout_id.to_string(),
+        });
+    }
     open(txn, new, false, now_ns)
 }
 
@@ -106,6 +115,11 @@ fn open<S: LedgerRead>(
     scheduled: bool,
     now_ns: u64,
 ) -> Result<PaymentOutcome, PaymentError> {
+    if txn.payout(&new.payout_id).is_some() {
+        return Err(PaymentError::PayoutExistsWithDifferentFields {
+            payout: new.payout_id.to_string(),
+        });
+    }
     let seller = merchant(txn, &new.merchant_id)?;
     if seller.status != PartyStatus::Active {
         return Err(PaymentError::MerchantDisabled {
@@ -154,6 +168,7 @@ fn open<S: LedgerRead>(
         psp_payout_id: None,
         last_error: None,
         attempts: Vec::new(),
+        retry_base: 0,
         scheduled,
         created_at_ns: now_ns,
         updated_at_ns: now_ns,
@@ -204,8 +219,8 @@ fn check_outcome(outcome: &PayoutOutcome) -> Result<(), PaymentError> {
         }
         PayoutOutcome::Failed { code, message }
         | PayoutOutcome::Retryable { code, message, .. }
-        | PayoutOutcome::Exhausted { code, message }
-        | PayoutOutcome::Poison { code, message } => {
+        | PayoutOutcome::Exhausted { code, message, .. }
+        | PayoutOutcome::Poison { code, message, .. } => {
             check_text("error.code", code, ORDER_ERROR_BYTES_MAX)?;
             check_text("error.message", message, ORDER_ERROR_BYTES_MAX)
         }
@@ -273,16 +288,19 @@ pub(super) fn record_outcome<S: LedgerRead>(
             psp_payout_id,
             check_at_ns,
         } => {
-            // A status check that finds it still in transit pushes the next check out; a dead
-            // letter waits for its operator.
-            if payout.state.is_final() || dead {
+            // A status check that finds it still in transit pushes the next check out. A dead
+            // letter keeps waiting for its operator, but learns that the PSP has the payout
+            // (which makes a discard impossible).
+            if payout.state.is_final() {
                 return unchanged(payout);
             }
             payout.state = PayoutState::InTransit;
             payout.psp_payout_id = Some(psp_payout_id.clone());
-            payout.work = WorkState::Due {
-                at_ns: (*check_at_ns).max(now_ns),
-            };
+            if !dead {
+                payout.work = WorkState::Due {
+                    at_ns: (*check_at_ns).max(now_ns),
+                };
+            }
         }
         PayoutOutcome::Paid { psp_payout_id } => match payout.state {
             PayoutState::Paid => return unchanged(payout),
@@ -323,8 +341,21 @@ pub(super) fn record_outcome<S: LedgerRead>(
                 at_ns: (*retry_at_ns).max(now_ns),
             };
         }
-        PayoutOutcome::Exhausted { code, message } | PayoutOutcome::Poison { code, message } => {
-            if payout.state.is_final() || dead {
+        PayoutOutcome::Exhausted {
+            attempt,
+            code,
+            message,
+        }
+        | PayoutOutcome::Poison {
+            attempt,
+            code,
+            message,
+        } => {
+            // Only the current claim may dead-letter: a stale worker's verdict is about an
+            // attempt that is no longer running.
+            let current =
+                matches!(payout.work, WorkState::Leased { .. }) && payout.attempt == *attempt;
+            if payout.state.is_final() || !current {
                 return unchanged(payout);
             }
             let record = failed_attempt(&payout, code, message);
@@ -366,6 +397,7 @@ pub(super) fn redrive<S: LedgerRead>(
         });
     }
     payout.work = WorkState::Due { at_ns: now_ns };
+    payout.retry_base = payout.attempt;
     changed(txn, payout, now_ns)
 }
 
@@ -381,6 +413,14 @@ pub(super) fn discard<S: LedgerRead>(
         return Err(PaymentError::NotDeadLettered {
             work: format!("payout:{payout_id}"),
         });
+    }
+    // Once the PSP has accepted it, the money may be on its way: freeing the funds could pay
+    // out twice. The gateway also asks the PSP before it sends a discard.
+    if payout.state != PayoutState::Pending || payout.psp_payout_id.is_some() {
+        return Err(invalid(
+            &payout,
+            "discard (the PSP accepted it; re-drive it)",
+        ));
     }
     settle(txn, &payout, false, now_ns)?;
     payout.state = PayoutState::Failed;
@@ -452,9 +492,12 @@ pub(super) fn run_schedule<S: LedgerRead>(
             amount_minor: Some(available),
             psp: schedule.psp.clone(),
         };
-        match open(txn, &new, true, now_ns)? {
-            PaymentOutcome::Payout { payout, .. } => Some(payout),
-            _ => unreachable!("open answers with the payout"),
+        // A run that cannot pay out (merchant disabled, say) still moves the schedule on, so
+        // it never stays due and keeps the workers busy; the next run tries again.
+        match open(txn, &new, true, now_ns) {
+            Ok(PaymentOutcome::Payout { payout, .. }) => Some(payout),
+            Ok(_) => unreachable!("open answers with the payout"),
+            Err(_) => None,
         }
     } else {
         None
