@@ -154,6 +154,7 @@ impl Executor {
         }
         if let Some(metrics) = &self.metrics {
             metrics.set_orders_due(report.orders_due);
+            metrics.set_work_due("charge", report.orders_due);
             for (kind, count) in &report.outcomes {
                 metrics.count_outcome(kind, *count);
             }

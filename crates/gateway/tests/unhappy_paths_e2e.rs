@@ -477,6 +477,12 @@ async fn exhausted_charge_retries_dead_letter_the_order_and_a_redrive_charges_it
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].work, "charge:o1");
     assert_eq!(letters[0].history.len(), 6);
+    let metrics = scrape(&gateway).await;
+    assert!(
+        metrics.contains("tally_gateway_work_due{kind=\"charge\"}")
+            && metrics.contains("tally_gateway_dead_letters{kind=\"charge\"} 1"),
+        "{metrics}"
+    );
     gateway
         .dead_letters
         .redrive_dead_letter(authed(
