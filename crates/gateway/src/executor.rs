@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tally_ledger::payment::{
     CaptureMode, ChargeOutcome, NextAction, Order, OrderId, OrderState, Payment, PaymentCommand,
-    PaymentMethod, PaymentOutcome, PaymentQuery, PaymentQueryResult,
+    PaymentMethod, PaymentOutcome, PaymentQuery, PaymentQueryResult, RefundRetry,
 };
 use tally_proto::client::{ClientError, LedgerClient};
-use tally_psp::{Charge, ChargeRequest, ChargeStatus, ErrorKind, Psp, PspError};
+use tally_psp::{Charge, ChargeRequest, ChargeStatus, ErrorKind, Psp, PspError, RefundRequest};
 
 /// Settings of one executor. Every wait and batch is bounded.
 #[derive(Clone, Debug)]
@@ -74,6 +74,8 @@ pub struct SweepReport {
     pub outcomes: BTreeMap<&'static str, u64>,
     /// Orders another executor held, or that moved on before this one got to them.
     pub skipped: u64,
+    /// Pending refunds whose API call did not settle them in time, taken by this sweep.
+    pub refunds_due: usize,
 }
 
 pub struct Executor {
@@ -152,7 +154,9 @@ impl Executor {
         if let Some(error) = failed {
             return Err(error);
         }
+        self.sweep_refunds(now_ns, &mut report).await?;
         if let Some(metrics) = &self.metrics {
+            metrics.set_work_due("refund", report.refunds_due);
             metrics.set_orders_due(report.orders_due);
             metrics.set_work_due("charge", report.orders_due);
             for (kind, count) in &report.outcomes {
@@ -160,6 +164,112 @@ impl Executor {
             }
         }
         Ok(report)
+    }
+
+    /// Refunds the API began but could not settle (a PSP timeout, a crashed gateway): asks the
+    /// PSP again under the refund id (its idempotency key, so it refunds at most once) and
+    /// settles the refund, or schedules a retry, or dead-letters it.
+    async fn sweep_refunds(
+        &self,
+        now_ns: u64,
+        report: &mut SweepReport,
+    ) -> Result<(), ExecutorError> {
+        let due = match self
+            .ledger
+            .query_payments(&PaymentQuery::RefundsDue {
+                up_to_ns: now_ns,
+                limit: self.config.orders_per_sweep_max,
+            })
+            .await?
+        {
+            PaymentQueryResult::RefundsDue(due) => due,
+            _ => return Err(ExecutorError::UnexpectedAnswer),
+        };
+        report.refunds_due = due.len();
+        for (_, order_id, refund_id) in due {
+            let claim = self
+                .ledger
+                .execute_payments(&[PaymentCommand::ClaimRefund {
+                    order_id: order_id.clone(),
+                    refund_id: refund_id.clone(),
+                    lease_ms: self.config.lease_ms,
+                }])
+                .await?;
+            let (attempt, payment) = match claim.into_iter().next() {
+                Some(Ok(PaymentOutcome::Claimed {
+                    attempt, payment, ..
+                })) => (attempt, payment),
+                _ => continue,
+            };
+            let Some(order) = payment.order(&order_id) else {
+                continue;
+            };
+            let Some(refund) = order.refunds.iter().find(|r| r.refund_id == refund_id) else {
+                continue;
+            };
+            let request = RefundRequest {
+                charge_id: order.psp_charge_id.clone().unwrap_or_default(),
+                amount_minor: refund.amount_minor,
+                idempotency_key: refund_id.to_string(),
+            };
+            let timeout = Duration::from_millis(self.config.psp_call_timeout_ms);
+            let answer = match tokio::time::timeout(timeout, self.psp.refund(request)).await {
+                Ok(answer) => answer,
+                Err(_) => Err(PspError::retryable(
+                    "timeout",
+                    format!("no PSP answer within {} ms", timeout.as_millis()),
+                )),
+            };
+            let command = match answer {
+                Ok(_) => PaymentCommand::CompleteRefund {
+                    order_id,
+                    refund_id,
+                    succeeded: true,
+                },
+                Err(error) if error.is_poison() => PaymentCommand::RecordRefundRetry {
+                    order_id,
+                    refund_id,
+                    outcome: RefundRetry::Poison {
+                        attempt,
+                        code: error.code,
+                        message: error.message,
+                    },
+                },
+                // The PSP refused the refund itself: the held funds go back to the seller.
+                Err(error) if error.kind == ErrorKind::Terminal => PaymentCommand::CompleteRefund {
+                    order_id,
+                    refund_id,
+                    succeeded: false,
+                },
+                Err(error) => PaymentCommand::RecordRefundRetry {
+                    order_id,
+                    refund_id,
+                    outcome: match self
+                        .retries
+                        .retry_at_ns(attempt.saturating_sub(refund.retry_base))
+                    {
+                        Some(retry_at_ns) => RefundRetry::Retryable {
+                            attempt,
+                            code: error.code,
+                            message: error.message,
+                            retry_at_ns,
+                        },
+                        None => RefundRetry::Exhausted {
+                            attempt,
+                            code: "retries_exhausted".to_string(),
+                            message: format!(
+                                "gave up after {attempt} attempts; last error {}: {}",
+                                error.code, error.message
+                            ),
+                        },
+                    },
+                },
+            };
+            if let Some(Err(error)) = self.ledger.execute_payments(&[command]).await?.first() {
+                tracing::error!(code = error.code(), %error, "ledger refused a refund outcome");
+            }
+        }
+        Ok(())
     }
 
     async fn payment_of(&self, order_id: &OrderId) -> Result<Option<Payment>, ExecutorError> {

@@ -230,7 +230,7 @@ impl Metrics {
         }
         self.dead_letters.clear();
         // Kinds without dead letters read 0 rather than vanish, so alerts can compare.
-        for kind in ["charge", "payout", "delivery"] {
+        for kind in ["charge", "payout", "delivery", "refund"] {
             let count = dead_letters.get(kind).copied().unwrap_or(0);
             self.dead_letters
                 .get_or_create(&OutcomeLabels {

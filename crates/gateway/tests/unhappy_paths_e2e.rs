@@ -652,3 +652,65 @@ async fn duplicated_and_reordered_webhooks_post_once_and_never_move_an_order_bac
     gateway.stop().await;
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_whose_psp_call_failed_is_settled_by_the_refund_sweep_without_a_client_retry() {
+    let (stack, mut gateway, key) = start(false).await;
+    pay_by_card(&mut gateway, &key, "c1", "o1", "40.00").await;
+    assert_eq!(
+        settled_order(&mut gateway, &key, "o1").await.state,
+        "succeeded"
+    );
+    stack.psp.inject_faults("error_500", 1).await.unwrap();
+    let refused = gateway
+        .payments
+        .refund_payment(authed(
+            pb::RefundPaymentRequest {
+                order_id: "o1".to_string(),
+                refund_id: "r1".to_string(),
+                amount: "15.00".to_string(),
+            },
+            &key,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    // The client never retries; once the call's time is up the executor's sweep refunds it.
+    let deadline = Instant::now() + Duration::from_millis(support::WAIT_MS_MAX);
+    loop {
+        let order = gateway
+            .payments
+            .get_payment_order(authed(
+                pb::GetPaymentOrderRequest {
+                    order_id: "o1".to_string(),
+                },
+                &key,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        if order
+            .refunds
+            .first()
+            .is_some_and(|r| r.state == "succeeded")
+        {
+            assert_eq!(order.refunded, "15.00");
+            break;
+        }
+        assert!(Instant::now() < deadline, "refund never settled: {order:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refunds: Vec<u64> = stack
+        .psp
+        .sim_ledger()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|row| row.kind == "refund")
+        .map(|row| row.amount_minor)
+        .collect();
+    assert_eq!(refunds, [1_500], "refunded once at the PSP");
+    stack.audit();
+    gateway.stop().await;
+    stack.stop().await;
+}

@@ -239,6 +239,11 @@ fn audit_payouts<S: LedgerRead>(store: &S) -> Result<(), Box<InvariantViolation>
             if matches!(order.state, OrderState::DeadLettered { .. }) {
                 *recounted_dead.entry("charge".to_string()).or_default() += 1;
             }
+            for refund in &order.refunds {
+                if refund.dead_at_ns.is_some() {
+                    *recounted_dead.entry("refund".to_string()).or_default() += 1;
+                }
+            }
         }
     });
     let meta = store.meta();

@@ -437,6 +437,7 @@ fn partial_refunds_add_up_and_an_over_refund_is_refused() {
             order_id: order_id("o1"),
             refund_id: RefundId::new(refund).unwrap(),
             amount_minor: amount,
+            check_after_ms: 30_000,
         });
         f.payment_ok(PaymentCommand::CompleteRefund {
             order_id: order_id("o1"),
@@ -448,6 +449,7 @@ fn partial_refunds_add_up_and_an_over_refund_is_refused() {
         order_id: order_id("o1"),
         refund_id: RefundId::new("r3").unwrap(),
         amount_minor: 1,
+        check_after_ms: 30_000,
     });
     assert_eq!(code, "refund_exceeds_captured");
     // Everything went back: the seller and the platform fee are at zero.
@@ -482,12 +484,14 @@ fn a_failed_refund_gives_the_seller_its_funds_back() {
         order_id: order_id("o1"),
         refund_id: refund.clone(),
         amount_minor: 4_000,
+        check_after_ms: 30_000,
     });
     // The refund's funds are reserved while the PSP works on it.
     let code = f.payment_err(PaymentCommand::BeginRefund {
         order_id: order_id("o1"),
         refund_id: RefundId::new("r2").unwrap(),
         amount_minor: 6_001,
+        check_after_ms: 30_000,
     });
     assert_eq!(code, "refund_exceeds_captured");
     f.payment_ok(PaymentCommand::CompleteRefund {
@@ -523,6 +527,7 @@ fn refund_after_release_draws_on_available_funds() {
         order_id: order_id("o1"),
         refund_id: RefundId::new("r1").unwrap(),
         amount_minor: 5_000,
+        check_after_ms: 30_000,
     });
     f.payment_ok(PaymentCommand::CompleteRefund {
         order_id: order_id("o1"),

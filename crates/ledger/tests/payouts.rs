@@ -860,3 +860,82 @@ fn clients_cannot_take_the_ids_schedules_derive() {
         Err("payout_id_reserved")
     );
 }
+
+#[test]
+fn a_refund_left_pending_is_retried_by_the_worker_dead_lettered_and_re_driven() {
+    use tally_ledger::payment::{RefundId, RefundRetry, RefundState};
+    let mut f = Fixture::with_available(100);
+    f.checkout("c1", "o1", 500);
+    f.claim_order("o1");
+    f.charge("o1", captured("o1", 500), None);
+    let order = OrderId::new("o1").unwrap();
+    let refund = RefundId::new("r1").unwrap();
+    f.ok(PaymentCommand::BeginRefund {
+        order_id: order.clone(),
+        refund_id: refund.clone(),
+        amount_minor: 100,
+        check_after_ms: 5_000,
+    });
+    let due = |f: &Fixture| match f.query(PaymentQuery::RefundsDue {
+        up_to_ns: f.now_ns + NANOS_PER_SECOND,
+        limit: 10,
+    }) {
+        PaymentQueryResult::RefundsDue(due) => due.len(),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(
+        due(&f),
+        0,
+        "the API call that began it has time to settle it"
+    );
+    f.advance_s(5);
+    assert_eq!(due(&f), 1);
+    let claim = |f: &mut Fixture| match f.ok(PaymentCommand::ClaimRefund {
+        order_id: order.clone(),
+        refund_id: refund.clone(),
+        lease_ms: 10_000,
+    }) {
+        PaymentOutcome::Claimed { attempt, .. } => attempt,
+        other => panic!("unexpected {other:?}"),
+    };
+    let first = claim(&mut f);
+    assert_eq!(due(&f), 0, "leased");
+    f.ok(PaymentCommand::RecordRefundRetry {
+        order_id: order.clone(),
+        refund_id: refund.clone(),
+        outcome: RefundRetry::Retryable {
+            attempt: first,
+            code: "timeout".into(),
+            message: "no answer".into(),
+            retry_at_ns: f.now_ns,
+        },
+    });
+    let second = claim(&mut f);
+    f.ok(PaymentCommand::RecordRefundRetry {
+        order_id: order.clone(),
+        refund_id: refund.clone(),
+        outcome: RefundRetry::Exhausted {
+            attempt: second,
+            code: "retries_exhausted".into(),
+            message: "gave up".into(),
+        },
+    });
+    assert_eq!(f.dead_letters(), vec!["refund:o1/r1".to_string()]);
+    assert_eq!(due(&f), 0);
+    f.ok(PaymentCommand::RedriveWork {
+        work: WorkRef::Refund(order.clone(), refund.clone()),
+    });
+    assert_eq!(claim(&mut f), 3);
+    f.ok(PaymentCommand::CompleteRefund {
+        order_id: order.clone(),
+        refund_id: refund.clone(),
+        succeeded: true,
+    });
+    let checkout = f.store.order_checkout(&order).unwrap();
+    let stored = f.store.payment(&checkout).unwrap();
+    let r = &stored.order(&order).unwrap().refunds[0];
+    assert_eq!(r.state, RefundState::Succeeded);
+    assert_eq!((r.check_at_ns, r.attempts.len()), (None, 2));
+    assert_eq!(due(&f), 0);
+    assert!(f.dead_letters().is_empty());
+}

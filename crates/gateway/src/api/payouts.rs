@@ -295,7 +295,9 @@ impl PaymentsApi {
                 .await?
                 .filter(|payout| !matches!(payout.status, tally_psp::PayoutStatus::Failed { .. }))
                 .map(|payout| format!("payout {} is {:?}", payout.payout_id, payout.status)),
-            WorkRef::Delivery(_) => None,
+            // The PSP answers refunds only by doing them (no status by key): a discarded refund
+            // is failed and its funds return; the operator checks the PSP's dashboard first.
+            WorkRef::Delivery(_) | WorkRef::Refund(..) => None,
         };
         match reached {
             Some(found) => Err(ApiError::new(

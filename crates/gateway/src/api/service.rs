@@ -643,6 +643,8 @@ impl PaymentsApi {
                     order_id: order_id.clone(),
                     refund_id: refund_id.clone(),
                     amount_minor,
+                    // Past this call's own deadline, the executor's refund sweep takes over.
+                    check_after_ms: self.config.idempotency_lease_ms,
                 },
                 order.currency,
             )
@@ -664,8 +666,9 @@ impl PaymentsApi {
         let succeeded = match answer {
             Ok(_) => true,
             Err(error) if error.kind == PspErrorKind::Terminal => false,
-            // Unknown outcome: the refund stays pending (seller funds held); the client
-            // retries with the same refund id and the PSP key makes it happen once.
+            // Unknown outcome: the refund stays pending (seller funds held) until a retry of the
+            // same refund id or the executor's refund sweep settles it; the PSP key makes it
+            // happen once.
             Err(error) => return Err(psp_error(error)),
         };
         let payment = self

@@ -491,6 +491,31 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
                     .and_then(dead);
                 let id = WorkRef::Charge(order.order_id.clone()).to_string();
                 timed.change(TimedIndex::DeadLetter, "", &id, before, dead(order));
+                let stored_order = stored.as_ref().and_then(|p| p.order(&order.order_id));
+                for refund in &order.refunds {
+                    let old = stored_order
+                        .and_then(|o| o.refunds.iter().find(|r| r.refund_id == refund.refund_id));
+                    let due = |r: &crate::payment::Refund| {
+                        r.check_at_ns.filter(|_| r.dead_at_ns.is_none())
+                    };
+                    let id = format!("{}/{}", order.order_id, refund.refund_id);
+                    timed.change(
+                        TimedIndex::RefundDue,
+                        "",
+                        &id,
+                        old.and_then(due),
+                        due(refund),
+                    );
+                    let work = WorkRef::Refund(order.order_id.clone(), refund.refund_id.clone())
+                        .to_string();
+                    timed.change(
+                        TimedIndex::DeadLetter,
+                        "",
+                        &work,
+                        old.and_then(|r| r.dead_at_ns),
+                        refund.dead_at_ns,
+                    );
+                }
             }
         }
         for payout in self.payouts.values() {

@@ -81,6 +81,27 @@ pub enum ChargeOutcome {
     Poison { code: String, message: String },
 }
 
+/// What a failed refund attempt (claim `attempt`) leads to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefundRetry {
+    Retryable {
+        attempt: u64,
+        code: String,
+        message: String,
+        retry_at_ns: u64,
+    },
+    Exhausted {
+        attempt: u64,
+        code: String,
+        message: String,
+    },
+    Poison {
+        attempt: u64,
+        code: String,
+        message: String,
+    },
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewPayout {
     pub payout_id: PayoutId,
@@ -176,6 +197,20 @@ pub enum PaymentCommand {
         order_id: OrderId,
         refund_id: RefundId,
         amount_minor: u64,
+        /// How long the caller has to settle it before the refund worker takes over.
+        check_after_ms: u64,
+    },
+    /// The refund worker claims a pending refund whose check time came, for `lease_ms`.
+    ClaimRefund {
+        order_id: OrderId,
+        refund_id: RefundId,
+        lease_ms: u64,
+    },
+    /// A failed attempt of the refund worker: retry later, or dead-letter.
+    RecordRefundRetry {
+        order_id: OrderId,
+        refund_id: RefundId,
+        outcome: RefundRetry,
     },
     /// Settles a begun refund with the PSP's answer: posts the held funds or releases them.
     CompleteRefund {

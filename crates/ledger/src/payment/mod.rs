@@ -15,7 +15,7 @@ pub mod work;
 
 pub use command::{
     ChargeOutcome, NewBuyer, NewMerchant, NewOrder, NewPayment, NewPayout, PaymentCommand,
-    PaymentOutcome, PayoutOutcome, ScheduleSpec,
+    PaymentOutcome, PayoutOutcome, RefundRetry, ScheduleSpec,
 };
 pub use errors::PaymentError;
 pub use ids::{

@@ -224,6 +224,15 @@ pub struct Refund {
     pub fee_share_minor: u64,
     pub source: FundsSource,
     pub state: RefundState,
+    /// Claims by the refund worker so far.
+    pub attempt: u64,
+    /// While pending: when the refund worker should take it (the API call that began it had
+    /// until then to settle it). `None` once settled or dead-lettered.
+    pub check_at_ns: Option<u64>,
+    /// Set while the refund waits in the dead-letter queue.
+    pub dead_at_ns: Option<u64>,
+    pub attempts: Vec<AttemptRecord>,
+    pub retry_base: u64,
     pub created_at_ns: u64,
     pub updated_at_ns: u64,
 }

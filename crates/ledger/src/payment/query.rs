@@ -81,6 +81,11 @@ pub enum PaymentQuery {
     Delivery {
         delivery_id: String,
     },
+    /// Pending refunds the refund worker should take at `up_to_ns`, earliest first.
+    RefundsDue {
+        up_to_ns: u64,
+        limit: u32,
+    },
     /// Deliveries due at `up_to_ns` that are next in their payment's queue, with their
     /// endpoint (`None`: removed since).
     DeliveriesDue {
@@ -126,6 +131,7 @@ pub enum PaymentQueryResult {
         dead_letters: std::collections::BTreeMap<String, u64>,
     },
     Delivery(Option<Delivery>),
+    RefundsDue(Vec<(u64, OrderId, super::ids::RefundId)>),
     DeliveriesDue(Vec<(Delivery, Option<WebhookEndpoint>)>),
     Deliveries {
         deliveries: Vec<Delivery>,
@@ -156,6 +162,26 @@ pub fn dead_letter<S: LedgerRead>(store: &S, work: &WorkRef) -> Option<DeadLette
             })
         }
         WorkRef::Delivery(id) => delivery_dead_letter(store, work, id),
+        WorkRef::Refund(order_id, refund_id) => {
+            let payment = store
+                .order_checkout(order_id)
+                .and_then(|checkout| store.payment(&checkout))?;
+            let order = payment.order(order_id)?;
+            let refund = order.refunds.iter().find(|r| &r.refund_id == refund_id)?;
+            Some(DeadLetter {
+                work: work.clone(),
+                dead_at_ns: refund.dead_at_ns?,
+                attempt: refund.attempt,
+                last_error: refund.attempts.last().map(|a| super::model::OrderError {
+                    code: a.code.clone(),
+                    message: a.message.clone(),
+                }),
+                history: refund.attempts.clone(),
+                merchant_id: order.seller_id.to_string(),
+                amount_minor: refund.amount_minor,
+                currency: order.currency.code().to_string(),
+            })
+        }
         WorkRef::Payout(payout_id) => {
             let payout = store.payout(payout_id)?;
             let WorkState::Dead { at_ns } = payout.work else {
@@ -363,6 +389,22 @@ pub fn query_payments<S: LedgerRead>(store: &S, query: &PaymentQuery) -> Payment
         }
         PaymentQuery::DeadLetter { work } => {
             PaymentQueryResult::DeadLetter(dead_letter(store, work))
+        }
+        PaymentQuery::RefundsDue { up_to_ns, limit } => {
+            let limit = (*limit as usize).clamp(1, WORK_PAGE_MAX);
+            let due = store.index_scan(TimedIndex::RefundDue, "", None, *up_to_ns, limit);
+            PaymentQueryResult::RefundsDue(
+                due.into_iter()
+                    .filter_map(|(at_ns, id)| {
+                        let (order, refund) = id.split_once('/')?;
+                        Some((
+                            at_ns,
+                            OrderId::new(order).ok()?,
+                            super::ids::RefundId::new(refund).ok()?,
+                        ))
+                    })
+                    .collect(),
+            )
         }
         PaymentQuery::Delivery { delivery_id } => {
             PaymentQueryResult::Delivery(store.delivery(delivery_id))

@@ -5,7 +5,7 @@
 //! dead-letter queue is one index over every kind, so an operator lists, inspects, re-drives or
 //! discards them in one place.
 
-use super::ids::{OrderId, PayoutId};
+use super::ids::{OrderId, PayoutId, RefundId};
 use super::model::OrderError;
 use crate::limits::ATTEMPTS_KEPT_MAX;
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,8 @@ pub enum WorkRef {
     Payout(PayoutId),
     /// A webhook delivery, `<event id>/<endpoint id>`.
     Delivery(String),
+    /// A refund of an order (`refund:<order>/<refund>`).
+    Refund(OrderId, RefundId),
 }
 
 impl WorkRef {
@@ -27,14 +29,16 @@ impl WorkRef {
             WorkRef::Charge(_) => "charge",
             WorkRef::Payout(_) => "payout",
             WorkRef::Delivery(_) => "delivery",
+            WorkRef::Refund(..) => "refund",
         }
     }
 
-    pub fn id(&self) -> &str {
+    pub fn id(&self) -> String {
         match self {
-            WorkRef::Charge(order) => order.as_str(),
-            WorkRef::Payout(payout) => payout.as_str(),
-            WorkRef::Delivery(delivery) => delivery,
+            WorkRef::Charge(order) => order.to_string(),
+            WorkRef::Payout(payout) => payout.to_string(),
+            WorkRef::Delivery(delivery) => delivery.clone(),
+            WorkRef::Refund(order, refund) => format!("{order}/{refund}"),
         }
     }
 
@@ -45,6 +49,13 @@ impl WorkRef {
             "charge" => OrderId::new(id).ok().map(WorkRef::Charge),
             "payout" => PayoutId::new(id).ok().map(WorkRef::Payout),
             "delivery" if valid_delivery_id(id) => Some(WorkRef::Delivery(id.to_string())),
+            "refund" => {
+                let (order, refund) = id.split_once('/')?;
+                Some(WorkRef::Refund(
+                    OrderId::new(order).ok()?,
+                    RefundId::new(refund).ok()?,
+                ))
+            }
             _ => None,
         }
     }
@@ -122,6 +133,8 @@ pub enum TimedIndex {
     DeliveryQueue,
     /// A merchant's deliveries by event time, owner the merchant id.
     MerchantDeliveries,
+    /// Pending refunds by check time, owner "", id `<order>/<refund>`.
+    RefundDue,
 }
 
 impl TimedIndex {
@@ -134,6 +147,7 @@ impl TimedIndex {
             TimedIndex::DeliveryDue => 5,
             TimedIndex::DeliveryQueue => 6,
             TimedIndex::MerchantDeliveries => 7,
+            TimedIndex::RefundDue => 8,
         }
     }
 }

@@ -83,7 +83,25 @@ fn dispatch<S: LedgerRead>(
             order_id,
             refund_id,
             amount_minor,
-        } => refund::begin(txn, order_id, refund_id, *amount_minor, now_ns),
+            check_after_ms,
+        } => refund::begin(
+            txn,
+            order_id,
+            refund_id,
+            *amount_minor,
+            *check_after_ms,
+            now_ns,
+        ),
+        PaymentCommand::ClaimRefund {
+            order_id,
+            refund_id,
+            lease_ms,
+        } => refund::claim(txn, order_id, refund_id, *lease_ms, now_ns),
+        PaymentCommand::RecordRefundRetry {
+            order_id,
+            refund_id,
+            outcome,
+        } => refund::record_retry(txn, order_id, refund_id, outcome, now_ns),
         PaymentCommand::CompleteRefund {
             order_id,
             refund_id,
@@ -142,6 +160,9 @@ fn dispatch<S: LedgerRead>(
             WorkRef::Charge(order_id) => execution::redrive(txn, order_id, now_ns),
             WorkRef::Payout(payout_id) => payout::redrive(txn, payout_id, now_ns),
             WorkRef::Delivery(delivery_id) => outbox::redeliver(txn, delivery_id, now_ns),
+            WorkRef::Refund(order_id, refund_id) => {
+                refund::redrive(txn, order_id, refund_id, now_ns)
+            }
         },
         PaymentCommand::DiscardWork { work, reason } => {
             if reason.is_empty() || reason.len() > DISCARD_REASON_BYTES_MAX {
@@ -151,6 +172,10 @@ fn dispatch<S: LedgerRead>(
                 WorkRef::Charge(order_id) => execution::discard(txn, order_id, reason, now_ns),
                 WorkRef::Payout(payout_id) => payout::discard(txn, payout_id, reason, now_ns),
                 WorkRef::Delivery(delivery_id) => outbox::discard(txn, delivery_id),
+                // Giving up on a refund fails it: the held funds go back to the seller.
+                WorkRef::Refund(order_id, refund_id) => {
+                    refund::complete(txn, order_id, refund_id, false, now_ns)
+                }
             }
         }
     }

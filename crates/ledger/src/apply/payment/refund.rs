@@ -5,9 +5,11 @@
 
 use super::super::txn::Txn;
 use super::postings::{ensure_account, post, Movement};
-use super::{changed, invalid_transition, payment_of, unchanged};
-use crate::limits::REFUNDS_PER_ORDER_MAX;
+use super::{changed, check_text, invalid_transition, payment_of, unchanged};
+use crate::limits::{NANOS_PER_MILLISECOND, ORDER_LEASE_MS_MAX, REFUNDS_PER_ORDER_MAX};
 use crate::payment::chart::{self, transfer_code, Role};
+use crate::payment::work::{log_attempt, AttemptRecord};
+use crate::payment::RefundRetry;
 use crate::payment::{
     FundsSource, OrderId, OrderState, PaymentError, PaymentOutcome, Refund, RefundId, RefundState,
 };
@@ -19,8 +21,14 @@ pub(super) fn begin<S: LedgerRead>(
     order_id: &OrderId,
     refund_id: &RefundId,
     amount_minor: u64,
+    check_after_ms: u64,
     now_ns: u64,
 ) -> Result<PaymentOutcome, PaymentError> {
+    if check_after_ms == 0 || check_after_ms > ORDER_LEASE_MS_MAX {
+        return Err(PaymentError::LeaseOutOfRange {
+            lease_ms: check_after_ms,
+        });
+    }
     let mut payment = payment_of(txn, order_id)?;
     let psp = payment.psp.clone();
     let order = payment
@@ -126,6 +134,11 @@ pub(super) fn begin<S: LedgerRead>(
         fee_share_minor,
         source,
         state: RefundState::Pending,
+        attempt: 0,
+        check_at_ns: Some(now_ns + check_after_ms * NANOS_PER_MILLISECOND),
+        dead_at_ns: None,
+        attempts: Vec::new(),
+        retry_base: 0,
         created_at_ns: now_ns,
         updated_at_ns: now_ns,
     });
@@ -226,7 +239,156 @@ pub(super) fn complete<S: LedgerRead>(
     }
     let stored = &mut order.refunds[index];
     stored.state = target;
+    stored.check_at_ns = None;
+    stored.dead_at_ns = None;
     stored.updated_at_ns = now_ns;
     order.updated_at_ns = now_ns;
+    changed(txn, payment, now_ns)
+}
+
+fn refund_index(
+    order: &crate::payment::Order,
+    order_id: &OrderId,
+    refund_id: &RefundId,
+) -> Result<usize, PaymentError> {
+    order
+        .refunds
+        .iter()
+        .position(|r| &r.refund_id == refund_id)
+        .ok_or_else(|| PaymentError::RefundNotFound {
+            refund: refund_id.to_string(),
+            order: order_id.to_string(),
+        })
+}
+
+/// The refund worker takes a pending refund whose check time came (the API call that began it
+/// did not settle it: a PSP timeout, a crashed gateway).
+pub(super) fn claim<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    order_id: &OrderId,
+    refund_id: &RefundId,
+    lease_ms: u64,
+    now_ns: u64,
+) -> Result<PaymentOutcome, PaymentError> {
+    if lease_ms == 0 || lease_ms > ORDER_LEASE_MS_MAX {
+        return Err(PaymentError::LeaseOutOfRange { lease_ms });
+    }
+    let mut payment = payment_of(txn, order_id)?;
+    let order = payment
+        .order_mut(order_id)
+        .expect("payment_of found the order");
+    let index = refund_index(order, order_id, refund_id)?;
+    let refund = &mut order.refunds[index];
+    let due = refund.state == RefundState::Pending
+        && refund.check_at_ns.is_some_and(|at_ns| at_ns <= now_ns);
+    if !due {
+        return Err(PaymentError::LeaseHeld {
+            order: format!("{order_id} refund {refund_id}"),
+            lease_until_ns: refund.check_at_ns.unwrap_or(u64::MAX),
+        });
+    }
+    let lease_until_ns = now_ns + lease_ms * NANOS_PER_MILLISECOND;
+    refund.attempt += 1;
+    refund.check_at_ns = Some(lease_until_ns);
+    refund.updated_at_ns = now_ns;
+    let attempt = refund.attempt;
+    let PaymentOutcome::Payment { payment, .. } = changed(txn, payment, now_ns)? else {
+        unreachable!("changed answers with the payment")
+    };
+    Ok(PaymentOutcome::Claimed {
+        attempt,
+        lease_until_ns,
+        payment,
+    })
+}
+
+pub(super) fn record_retry<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    order_id: &OrderId,
+    refund_id: &RefundId,
+    outcome: &RefundRetry,
+    now_ns: u64,
+) -> Result<PaymentOutcome, PaymentError> {
+    let mut payment = payment_of(txn, order_id)?;
+    let order = payment
+        .order_mut(order_id)
+        .expect("payment_of found the order");
+    let index = refund_index(order, order_id, refund_id)?;
+    let refund = &mut order.refunds[index];
+    let (attempt, code, message) = match outcome {
+        RefundRetry::Retryable {
+            attempt,
+            code,
+            message,
+            ..
+        }
+        | RefundRetry::Exhausted {
+            attempt,
+            code,
+            message,
+        }
+        | RefundRetry::Poison {
+            attempt,
+            code,
+            message,
+        } => (*attempt, code, message),
+    };
+    check_text("error.code", code, crate::limits::ORDER_ERROR_BYTES_MAX)?;
+    check_text(
+        "error.message",
+        message,
+        crate::limits::ORDER_ERROR_BYTES_MAX,
+    )?;
+    // Only the current claim's verdict counts.
+    let current = refund.state == RefundState::Pending
+        && refund.dead_at_ns.is_none()
+        && refund.attempt == attempt;
+    if !current {
+        return unchanged(payment);
+    }
+    log_attempt(
+        &mut refund.attempts,
+        AttemptRecord {
+            attempt,
+            at_ns: now_ns,
+            code: code.clone(),
+            message: message.clone(),
+        },
+    );
+    match outcome {
+        RefundRetry::Retryable { retry_at_ns, .. } => {
+            refund.check_at_ns = Some((*retry_at_ns).max(now_ns));
+        }
+        RefundRetry::Exhausted { .. } | RefundRetry::Poison { .. } => {
+            refund.check_at_ns = None;
+            refund.dead_at_ns = Some(now_ns);
+        }
+    }
+    refund.updated_at_ns = now_ns;
+    changed(txn, payment, now_ns)
+}
+
+/// Puts a dead-lettered refund back to the worker, due now, with a fresh retry budget.
+pub(super) fn redrive<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    order_id: &OrderId,
+    refund_id: &RefundId,
+    now_ns: u64,
+) -> Result<PaymentOutcome, PaymentError> {
+    let mut payment = payment_of(txn, order_id)?;
+    let order = payment
+        .order_mut(order_id)
+        .expect("payment_of found the order");
+    let index = refund_index(order, order_id, refund_id)?;
+    let refund = &mut order.refunds[index];
+    if refund.dead_at_ns.is_none() {
+        return Err(PaymentError::NotDeadLettered {
+            work: format!("refund:{order_id}/{refund_id}"),
+        });
+    }
+    refund.dead_at_ns = None;
+    refund.check_at_ns = Some(now_ns);
+    refund.retry_base = refund.attempt;
+    refund.updated_at_ns = now_ns;
     changed(txn, payment, now_ns)
 }
