@@ -5,7 +5,7 @@ use super::error::ApiError;
 use std::collections::BTreeMap;
 use tally_ledger::payment::{
     chart, Buyer, CaptureMode, DeadLetter, Delivery, FeeSchedule, Merchant, NextAction, Order,
-    OrderState, PartyStatus, Payment, PaymentMethod, Payout, RefundState, RiskOutcome,
+    OrderError, OrderState, PartyStatus, Payment, PaymentMethod, Payout, RefundState, RiskOutcome,
     WebhookEndpoint, WorkState,
 };
 use tally_ledger::{format_amount, parse_amount, Currency, ZeroAmount};
@@ -152,16 +152,8 @@ pub fn order_to_pb(payment: &Payment, order: &Order) -> pb::PaymentOrder {
                 .to_string(),
             })
             .collect(),
-        last_error_code: order
-            .last_error
-            .as_ref()
-            .map(|e| e.code.clone())
-            .unwrap_or_default(),
-        last_error_message: order
-            .last_error
-            .as_ref()
-            .map(|e| e.message.clone())
-            .unwrap_or_default(),
+        last_error_code: error_code(&order.last_error),
+        last_error_message: error_message(&order.last_error),
         updated_at_unix_ns: order.updated_at_ns,
         next_action_url: match &order.next_action {
             Some(NextAction::RedirectToUrl { url }) => url.clone(),
@@ -269,16 +261,8 @@ pub fn payout_to_pb(payout: &Payout) -> pb::Payout {
         dead_lettered: matches!(payout.work, WorkState::Dead { .. }),
         attempt: payout.attempt,
         psp_payout_id: payout.psp_payout_id.clone().unwrap_or_default(),
-        last_error_code: payout
-            .last_error
-            .as_ref()
-            .map(|e| e.code.clone())
-            .unwrap_or_default(),
-        last_error_message: payout
-            .last_error
-            .as_ref()
-            .map(|e| e.message.clone())
-            .unwrap_or_default(),
+        last_error_code: error_code(&payout.last_error),
+        last_error_message: error_message(&payout.last_error),
         scheduled: payout.scheduled,
         created_at_unix_ns: payout.created_at_ns,
         updated_at_unix_ns: payout.updated_at_ns,
@@ -312,16 +296,8 @@ pub fn dead_letter_to_pb(letter: &DeadLetter) -> pb::DeadLetter {
         kind: letter.work.kind().to_string(),
         dead_at_unix_ns: letter.dead_at_ns,
         attempt: letter.attempt,
-        last_error_code: letter
-            .last_error
-            .as_ref()
-            .map(|e| e.code.clone())
-            .unwrap_or_default(),
-        last_error_message: letter
-            .last_error
-            .as_ref()
-            .map(|e| e.message.clone())
-            .unwrap_or_default(),
+        last_error_code: error_code(&letter.last_error),
+        last_error_message: error_message(&letter.last_error),
         history: letter
             .history
             .iter()
@@ -369,4 +345,15 @@ pub fn delivery_to_pb(delivery: &Delivery) -> pb::WebhookDelivery {
             })
             .collect(),
     }
+}
+
+fn error_code(error: &Option<OrderError>) -> String {
+    error.as_ref().map(|e| e.code.clone()).unwrap_or_default()
+}
+
+fn error_message(error: &Option<OrderError>) -> String {
+    error
+        .as_ref()
+        .map(|e| e.message.clone())
+        .unwrap_or_default()
 }

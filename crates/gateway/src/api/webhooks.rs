@@ -45,7 +45,11 @@ impl PaymentsApi {
         }
     }
 
-    fn new_secret(&self) -> String {
+    /// The secret the merchant chose, or a new random one.
+    fn given_or_new_secret(&self, given: &str) -> String {
+        if !given.is_empty() {
+            return given.to_string();
+        }
         let mut bytes = [0u8; 24];
         self.fill_random(&mut bytes);
         format!("whsec_{}", hex::encode(bytes))
@@ -63,11 +67,7 @@ impl PaymentsApi {
                 "url: webhook endpoints must be https:// (start the gateway with --webhook-allow-http for local development)",
             ));
         }
-        let secret = if request.secret.is_empty() {
-            self.new_secret()
-        } else {
-            request.secret.clone()
-        };
+        let secret = self.given_or_new_secret(&request.secret);
         let endpoint = WebhookEndpoint {
             endpoint_id: request.endpoint_id.clone(),
             url: request.url.clone(),
@@ -108,11 +108,7 @@ impl PaymentsApi {
         request: &pb::RotateSecretRequest,
     ) -> Result<pb::WebhookEndpoint, ApiError> {
         let merchant_id = self.owner(caller, &request.merchant_id)?;
-        let secret = if request.secret.is_empty() {
-            self.new_secret()
-        } else {
-            request.secret.clone()
-        };
+        let secret = self.given_or_new_secret(&request.secret);
         match self
             .execute(PaymentCommand::RotateWebhookSecret {
                 merchant_id,

@@ -11,8 +11,8 @@ use crate::idempotency::{IdempotencyKey, IdempotencyRecord};
 use crate::ids::{AccountId, TransferId};
 use crate::money::Currency;
 use crate::payment::{
-    ApiKeyId, Buyer, BuyerId, CheckoutId, Delivery, IndexEntry, Merchant, MerchantId, OrderId,
-    OrderState, Payment, Payout, PayoutId, TimedIndex, WorkRef,
+    ApiKeyId, Buyer, BuyerId, CheckoutId, Delivery, IndexEntry, Merchant, MerchantId, Order,
+    OrderId, OrderState, Payment, Payout, PayoutId, Refund, TimedIndex, WorkRef,
 };
 use crate::store::{ChangeSet, HistoryEntry, LedgerMeta, LedgerRead};
 use crate::transfer::{Hold, HoldStatus, TransferRecord};
@@ -464,7 +464,7 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
         let mut idempotency: Vec<IdempotencyRecord> = self.idempotency.into_values().collect();
         idempotency.sort_unstable_by(|a, b| a.key.cmp(&b.key));
 
-        let indexes = payment_indexes(self.store, &self.payments);
+        let mut indexes = payment_indexes(self.store, &self.payments);
         for (state, delta) in &indexes.state_deltas {
             let count = meta
                 .orders_by_state
@@ -477,47 +477,8 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
                 meta.orders_by_state.remove(*state);
             }
         }
-        let mut timed = TimedChanges::default();
-        for payment in self.payments.values() {
-            let stored = self.store.payment(&payment.checkout_id);
-            for order in &payment.orders {
-                let dead = |o: &crate::payment::Order| match o.state {
-                    OrderState::DeadLettered { dead_at_ns } => Some(dead_at_ns),
-                    _ => None,
-                };
-                let before = stored
-                    .as_ref()
-                    .and_then(|p| p.order(&order.order_id))
-                    .and_then(dead);
-                let id = WorkRef::Charge(order.order_id.clone()).to_string();
-                timed.change(TimedIndex::DeadLetter, "", &id, before, dead(order));
-                let stored_order = stored.as_ref().and_then(|p| p.order(&order.order_id));
-                for refund in &order.refunds {
-                    let old = stored_order
-                        .and_then(|o| o.refunds.iter().find(|r| r.refund_id == refund.refund_id));
-                    let due = |r: &crate::payment::Refund| {
-                        r.check_at_ns.filter(|_| r.dead_at_ns.is_none())
-                    };
-                    let id = format!("{}/{}", order.order_id, refund.refund_id);
-                    timed.change(
-                        TimedIndex::RefundDue,
-                        "",
-                        &id,
-                        old.and_then(due),
-                        due(refund),
-                    );
-                    let work = WorkRef::Refund(order.order_id.clone(), refund.refund_id.clone())
-                        .to_string();
-                    timed.change(
-                        TimedIndex::DeadLetter,
-                        "",
-                        &work,
-                        old.and_then(|r| r.dead_at_ns),
-                        refund.dead_at_ns,
-                    );
-                }
-            }
-        }
+        // Orders and refunds added theirs while `payment_indexes` had the stored payment.
+        let mut timed = std::mem::take(&mut indexes.timed);
         for payout in self.payouts.values() {
             let stored = self.store.payout(&payout.payout_id);
             let id = payout.payout_id.as_str();
@@ -731,6 +692,46 @@ struct PaymentIndexes {
     release_removes: Vec<(u64, OrderId)>,
     /// Orders entering (+1) and leaving (-1) each state in this batch.
     state_deltas: BTreeMap<&'static str, i64>,
+    /// Dead letters of orders and refunds, and the refund worker's due index.
+    timed: TimedChanges,
+}
+
+/// The work indexes of one order against its stored version: its dead letter, and each
+/// refund's due time and dead letter.
+fn order_work_changes(timed: &mut TimedChanges, before: Option<&Order>, order: &Order) {
+    let dead = |o: &Order| match o.state {
+        OrderState::DeadLettered { dead_at_ns } => Some(dead_at_ns),
+        _ => None,
+    };
+    let charge = WorkRef::Charge(order.order_id.clone()).to_string();
+    timed.change(
+        TimedIndex::DeadLetter,
+        "",
+        &charge,
+        before.and_then(dead),
+        dead(order),
+    );
+    let due = |r: &Refund| r.check_at_ns.filter(|_| r.dead_at_ns.is_none());
+    for refund in &order.refunds {
+        let old = before.and_then(|o| o.refunds.iter().find(|r| r.refund_id == refund.refund_id));
+        let work = WorkRef::Refund(order.order_id.clone(), refund.refund_id.clone());
+        let id = work.id();
+        timed.change(
+            TimedIndex::RefundDue,
+            "",
+            &id,
+            old.and_then(due),
+            due(refund),
+        );
+        let dead_before = old.and_then(|r| r.dead_at_ns);
+        timed.change(
+            TimedIndex::DeadLetter,
+            "",
+            &work.to_string(),
+            dead_before,
+            refund.dead_at_ns,
+        );
+    }
 }
 
 /// The index changes that follow from the payments a batch wrote, by comparing each order's
@@ -770,6 +771,7 @@ fn payment_indexes<S: LedgerRead>(
                     indexes.due_inserts.push((due_ns, order.order_id.clone()));
                 }
             }
+            order_work_changes(&mut indexes.timed, before, order);
             let release = |o: &crate::payment::Order| o.release_at_ns.filter(|_| !o.released);
             let release_before = before.and_then(release);
             let release_after = release(order);

@@ -189,14 +189,7 @@ async fn create_charge(
     headers: HeaderMap,
     Json(request): Json<ChargeRequest>,
 ) -> Response {
-    if idempotency_key(&headers).as_deref() != Some(request.idempotency_key.as_str()) {
-        return error(
-            400,
-            "invalid_request",
-            "send the idempotency-key header, equal to the body's idempotency_key",
-        );
-    }
-    let fault = match fault_of(&sim, &headers) {
+    let fault = match keyed_fault(&sim, &headers, &request.idempotency_key) {
         Ok(fault) => fault,
         Err(response) => return *response,
     };
@@ -313,14 +306,7 @@ async fn refund(
     headers: HeaderMap,
     Json(request): Json<RefundRequest>,
 ) -> Response {
-    if idempotency_key(&headers).as_deref() != Some(request.idempotency_key.as_str()) {
-        return error(
-            400,
-            "invalid_request",
-            "send the idempotency-key header, equal to the body's idempotency_key",
-        );
-    }
-    let fault = match fault_of(&sim, &headers) {
+    let fault = match keyed_fault(&sim, &headers, &request.idempotency_key) {
         Ok(fault) => fault,
         Err(response) => return *response,
     };
@@ -336,14 +322,7 @@ async fn create_payout(
     headers: HeaderMap,
     Json(request): Json<PayoutRequest>,
 ) -> Response {
-    if idempotency_key(&headers).as_deref() != Some(request.idempotency_key.as_str()) {
-        return error(
-            400,
-            "invalid_request",
-            "send the idempotency-key header, equal to the body's idempotency_key",
-        );
-    }
-    let fault = match fault_of(&sim, &headers) {
+    let fault = match keyed_fault(&sim, &headers, &request.idempotency_key) {
         Ok(fault) => fault,
         Err(response) => return *response,
     };
@@ -363,6 +342,23 @@ async fn payout_by_key(State(sim): State<Sim>, Query(query): Query<KeyQuery>) ->
         Some(payout) => ok(payout),
         None => error(404, "not_found", "no payout under this idempotency key"),
     }
+}
+
+/// The fault for a money call whose body names its idempotency key: refused (400) unless the
+/// `idempotency-key` header carries the same key.
+fn keyed_fault(
+    sim: &Sim,
+    headers: &HeaderMap,
+    body_key: &str,
+) -> Result<Option<Fault>, Box<Response>> {
+    if idempotency_key(headers).as_deref() != Some(body_key) {
+        return Err(Box::new(error(
+            400,
+            "invalid_request",
+            "send the idempotency-key header, equal to the body's idempotency_key",
+        )));
+    }
+    fault_of(sim, headers)
 }
 
 /// The fault for this request: the `x-sim-fault` header's, else the next queued one. A header
