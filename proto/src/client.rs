@@ -23,12 +23,15 @@ use crate::convert::ERROR_CODE_METADATA_KEY;
 use crate::ledger as pb;
 use crate::payments_node_codec::{self, PaymentResult};
 use crate::MESSAGE_BYTES_MAX;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::error::Error as _;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, not std's: under a simulation's paused time the deadlines follow simulated time.
+use crate::dial::Dialer;
 use tally_ledger::payment::{PaymentCommand, PaymentQuery, PaymentQueryResult};
+use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -258,6 +261,8 @@ struct Inner {
     given: Vec<String>,
     /// The endpoints as URIs.
     endpoints: Vec<String>,
+    /// How channels connect: the OS's TCP unless a simulation supplied its own sockets.
+    dialer: Option<Dialer>,
     state: Mutex<State>,
 }
 
@@ -267,8 +272,9 @@ struct State {
     current: String,
     /// Index in `endpoints` of the endpoint last moved to.
     cursor: usize,
-    /// One lazily connected channel per URI ever used (endpoints and hinted leaders).
-    channels: HashMap<String, Channel>,
+    /// One lazily connected channel per URI ever used (endpoints and hinted leaders). Ordered:
+    /// dropping the client closes them in key order, which a simulation's trace depends on.
+    channels: BTreeMap<String, Channel>,
 }
 
 /// `addr` as a URI: `host:port` becomes `http://host:port`.
@@ -301,7 +307,12 @@ fn endpoint(uri: &str, config: &ClientConfig) -> Result<Endpoint, ClientError> {
         })?
         .connect_timeout(rpc_timeout)
         .timeout(rpc_timeout)
-        .tcp_nodelay(true))
+        .tcp_nodelay(true)
+        // Pings find a connection whose packets silently vanish, so the channel reconnects
+        // instead of timing out every call on it.
+        .http2_keep_alive_interval(rpc_timeout)
+        .keep_alive_timeout(rpc_timeout)
+        .keep_alive_while_idle(true))
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -373,14 +384,31 @@ impl LedgerClient {
         let state = State {
             current: uris[0].clone(),
             cursor: 0,
-            channels: HashMap::new(),
+            channels: BTreeMap::new(),
         };
         Ok(LedgerClient {
             inner: Arc::new(Inner {
                 config,
                 given: endpoints,
                 endpoints: uris,
+                dialer: None,
                 state: Mutex::new(state),
+            }),
+        })
+    }
+
+    /// [`LedgerClient::connect_lazy`] whose connections go through `dialer` (simulations).
+    pub fn connect_lazy_with_dialer(
+        endpoints: Vec<String>,
+        config: ClientConfig,
+        dialer: Dialer,
+    ) -> Result<Self, ClientError> {
+        let client = Self::connect_lazy(endpoints, config)?;
+        let inner = Arc::into_inner(client.inner).expect("a new client has one owner");
+        Ok(LedgerClient {
+            inner: Arc::new(Inner {
+                dialer: Some(dialer),
+                ..inner
             }),
         })
     }
@@ -408,13 +436,18 @@ impl LedgerClient {
         addr: &str,
     ) -> Result<admin_pb::admin_client::AdminClient<Channel>, ClientError> {
         let uri = endpoint_uri(addr)?;
-        let channel = endpoint(&uri, &self.inner.config)?
-            .connect()
-            .await
-            .map_err(|error| ClientError::NoNodeReachable {
-                endpoints: addr.to_owned(),
-                last_error: describe(&Status::from_error(Box::new(error))),
-            })?;
+        let endpoint = endpoint(&uri, &self.inner.config)?;
+        let channel = match &self.inner.dialer {
+            // A dialed channel connects on first call; that call reports an unreachable node.
+            Some(dialer) => dialer.channel(endpoint),
+            None => endpoint
+                .connect()
+                .await
+                .map_err(|error| ClientError::NoNodeReachable {
+                    endpoints: addr.to_owned(),
+                    last_error: describe(&Status::from_error(Box::new(error))),
+                })?,
+        };
         Ok(admin_pb::admin_client::AdminClient::new(channel)
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX))
@@ -426,7 +459,11 @@ impl LedgerClient {
         if let Some(channel) = state.channels.get(&uri) {
             return Ok((uri, channel.clone()));
         }
-        let channel = endpoint(&uri, &self.inner.config)?.connect_lazy();
+        let endpoint = endpoint(&uri, &self.inner.config)?;
+        let channel = match &self.inner.dialer {
+            Some(dialer) => dialer.channel(endpoint),
+            None => endpoint.connect_lazy(),
+        };
         state.channels.insert(uri.clone(), channel.clone());
         Ok((uri, channel))
     }

@@ -9,6 +9,7 @@
 //! - [`payments`] (`tally.payments.v1`): the public payments API served by `tally-gateway`.
 //! - [`convert`]: the one conversion between protobuf messages and `tally_ledger` types, with
 //!   validation and stable error codes.
+//! - [`dial`]: how channels connect (OS TCP, or a simulation's sockets).
 //! - [`client`]: [`client::LedgerClient`], a Rust client that follows the Raft leader and retries.
 //!
 //! The `.proto` files are compiled by `build.rs` with `protox`, so no system `protoc` is needed.
@@ -50,6 +51,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 pub mod client;
 pub mod convert;
+pub mod dial;
 pub mod payments_node_codec;
 
 /// Largest gRPC message either side accepts, in bytes. A full batch (8,190 items, each with up

@@ -29,7 +29,7 @@ mod store;
 mod transfer;
 
 pub use account::{Account, AccountFlags, Balances, CloseAccount, NewAccount};
-pub use apply::{apply, Applied};
+pub use apply::{apply, apply_with_bugs, Applied, PlantedBugs};
 pub use audit::{audit, AuditReport, InvariantViolation};
 pub use command::{
     AccountClosed, AccountCreated, Command, CommandResult, IdempotencyBegun, IdempotencyCompleted,

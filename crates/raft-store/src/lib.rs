@@ -8,6 +8,7 @@
 
 mod batcher;
 mod codec;
+mod grpc_server;
 mod keys;
 pub mod kv;
 mod ledger_state;
@@ -15,6 +16,7 @@ mod log_store;
 mod network;
 mod node;
 mod reads;
+pub mod runtime;
 mod service;
 mod snapshot;
 mod state_machine;
@@ -25,7 +27,7 @@ pub use batcher::{Batcher, Clock};
 pub use ledger_state::KvLedger;
 pub use log_store::{LogFault, LogStore};
 pub use network::{Network, RaftRpcServer};
-pub use node::{Node, NodeError, RaftTuning};
+pub use node::{Node, NodeEnv, NodeError, RaftTuning};
 pub use reads::ReadGate;
 pub use state_machine::{ledger_view, SnapshotBuilder, StateMachine};
 pub use types::{

@@ -15,6 +15,7 @@ use openraft::raft::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 use std::time::Duration;
+use tally_proto::dial::Dialer;
 use tally_proto::raft::raft_client::RaftClient;
 use tally_proto::raft::raft_server;
 use tally_proto::raft::RaftMessage;
@@ -25,6 +26,11 @@ use tonic::{Code, Request, Response, Status};
 /// metadata is about 40 MiB; larger append-entries are split (`PayloadTooLarge`).
 pub const RAFT_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// HTTP/2 pings on every peer connection, and how long an answer may take before the
+/// connection counts as dead (found by the simulation: a silently broken link otherwise stalls a
+/// follower for good).
+const KEEPALIVE_INTERVAL_MS: u64 = 1_000;
+const KEEPALIVE_TIMEOUT_MS: u64 = 2_000;
 /// Backoff after `Unreachable`: doubling from 50 ms to at most 2 s.
 const BACKOFF_MS_MIN: u64 = 50;
 const BACKOFF_MS_MAX: u64 = 2_000;
@@ -33,11 +39,20 @@ const BACKOFF_MS_MAX: u64 = 2_000;
 #[derive(Clone)]
 pub struct Network {
     self_id: NodeId,
+    /// How peer connections are made: OS TCP unless a simulation supplies its sockets.
+    dialer: Option<Dialer>,
 }
 
 impl Network {
     pub fn new(self_id: NodeId) -> Self {
-        Network { self_id }
+        Network {
+            self_id,
+            dialer: None,
+        }
+    }
+
+    pub fn with_dialer(self_id: NodeId, dialer: Option<Dialer>) -> Self {
+        Network { self_id, dialer }
     }
 }
 
@@ -47,10 +62,19 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerConnection {
         let client = Endpoint::from_shared(format!("http://{}", node.raft_addr))
             .map(|endpoint| {
-                let channel = endpoint
+                let endpoint = endpoint
                     .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
                     .tcp_nodelay(true)
-                    .connect_lazy();
+                    // A connection whose packets vanish (a dropped NAT entry, a silently lost
+                    // link) fails no call by itself: every RPC just times out on it. Pings find
+                    // it dead, so the channel reconnects.
+                    .http2_keep_alive_interval(Duration::from_millis(KEEPALIVE_INTERVAL_MS))
+                    .keep_alive_timeout(Duration::from_millis(KEEPALIVE_TIMEOUT_MS))
+                    .keep_alive_while_idle(true);
+                let channel = match &self.dialer {
+                    Some(dialer) => dialer.channel(endpoint),
+                    None => endpoint.connect_lazy(),
+                };
                 RaftClient::new(channel)
                     .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
                     .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)

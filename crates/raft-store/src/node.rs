@@ -3,8 +3,9 @@
 //! and a shutdown future, so the binary and the tests start it the same way.
 
 use crate::batcher::{Batcher, Clock};
+use crate::grpc_server;
 use crate::kv::Kv;
-use crate::log_store::LogStore;
+use crate::log_store::{LogFault, LogStore};
 use crate::network::{Network, RaftRpcServer};
 use crate::reads::ReadGate;
 use crate::service::{AdminService, LedgerService, PaymentsService};
@@ -13,8 +14,13 @@ use crate::types::{NodeId, NodeInfo, Raft};
 use openraft::{Config, SnapshotPolicy};
 use std::future::Future;
 use std::sync::Arc;
+use tally_ledger::PlantedBugs;
+use tally_proto::dial::Dialer;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::service::Routes;
 
 /// Timing and retention of one node. Defaults suit a LAN or loopback cluster.
 #[derive(Clone, Debug)]
@@ -61,6 +67,31 @@ pub struct Node<K: Kv> {
     pub reads: ReadGate,
 }
 
+/// What a node takes from its surroundings. Production uses the system clock and OS sockets; a
+/// simulation supplies its own clock and sockets, and tests may plant a durability bug.
+#[derive(Clone)]
+pub struct NodeEnv {
+    /// The leader's source of entry stamps (Unix ns).
+    pub clock: Clock,
+    /// How Raft connections to peers are made; `None` is OS TCP.
+    pub dialer: Option<Dialer>,
+    /// A planted log-store bug, for tests that prove the checkers find it.
+    pub log_fault: LogFault,
+    /// Planted ledger bugs, likewise.
+    pub ledger_bugs: PlantedBugs,
+}
+
+impl NodeEnv {
+    pub fn new(clock: Clock) -> Self {
+        NodeEnv {
+            clock,
+            dialer: None,
+            log_fault: LogFault::None,
+            ledger_bugs: PlantedBugs::NONE,
+        }
+    }
+}
+
 impl<K: Kv> Node<K> {
     pub async fn open(
         id: NodeId,
@@ -68,6 +99,17 @@ impl<K: Kv> Node<K> {
         kv: Arc<K>,
         tuning: &RaftTuning,
         clock: Clock,
+    ) -> Result<Self, NodeError> {
+        Self::open_in(id, info, kv, tuning, NodeEnv::new(clock)).await
+    }
+
+    /// [`Node::open`] in the surroundings `env` (simulations and fault tests).
+    pub async fn open_in(
+        id: NodeId,
+        info: NodeInfo,
+        kv: Arc<K>,
+        tuning: &RaftTuning,
+        env: NodeEnv,
     ) -> Result<Self, NodeError> {
         let config = Config {
             cluster_name: "tally".to_owned(),
@@ -86,13 +128,13 @@ impl<K: Kv> Node<K> {
         let raft = Raft::new(
             id,
             Arc::new(config),
-            Network::new(id),
-            LogStore::new(kv.clone()),
-            StateMachine::new(kv.clone()),
+            Network::with_dialer(id, env.dialer),
+            LogStore::with_fault(kv.clone(), env.log_fault),
+            StateMachine::with_bugs(kv.clone(), env.ledger_bugs),
         )
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
-        let batcher = Batcher::spawn(raft.clone(), kv.clone(), clock);
+        let batcher = Batcher::spawn(raft.clone(), kv.clone(), env.clock);
         let reads = ReadGate::spawn(raft.clone());
         Ok(Node {
             id,
@@ -112,25 +154,45 @@ impl<K: Kv> Node<K> {
         api_listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), NodeError> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
+        // Small Raft and client messages must not wait for Nagle's algorithm.
+        let nodelay = |stream: std::io::Result<tokio::net::TcpStream>| {
+            stream.inspect(|stream| {
+                let _ = stream.set_nodelay(true);
+            })
         };
-        let raft_server = tonic::transport::Server::builder()
-            .add_service(RaftRpcServer::new(self.raft.clone()).into_service())
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(raft_listener),
-                stopped(stop_rx.clone()),
-            );
+        self.serve_incoming(
+            TcpListenerStream::new(raft_listener).map(nodelay),
+            TcpListenerStream::new(api_listener).map(nodelay),
+            shutdown,
+        )
+        .await
+    }
+
+    /// [`Node::serve`] on any stream of accepted connections (a simulation's sockets).
+    pub async fn serve_incoming<R, RIo, A, AIo, E>(
+        self,
+        raft_incoming: R,
+        api_incoming: A,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), NodeError>
+    where
+        R: Stream<Item = Result<RIo, E>>,
+        RIo: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        A: Stream<Item = Result<AIo, E>>,
+        AIo: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let raft_routes = Routes::new(RaftRpcServer::new(self.raft.clone()).into_service());
         let ledger = LedgerService::new(self.kv.clone(), self.batcher.clone(), self.reads.clone());
         let payments =
             PaymentsService::new(self.kv.clone(), self.batcher.clone(), self.reads.clone());
         let admin = AdminService::new(self.id, self.raft.clone(), self.kv.clone());
-        let api_server = tonic::transport::Server::builder()
-            .add_service(ledger.into_service())
+        let api_routes = Routes::new(ledger.into_service())
             .add_service(payments.into_service())
-            .add_service(admin.into_service())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(api_listener), stopped(stop_rx));
+            .add_service(admin.into_service());
+        let raft_server = grpc_server::serve(raft_routes, raft_incoming, stop_rx.clone());
+        let api_server = grpc_server::serve(api_routes, api_incoming, stop_rx);
         let raft = self.raft.clone();
         let stopper = async move {
             shutdown.await;
@@ -138,8 +200,8 @@ impl<K: Kv> Node<K> {
         };
         let (raft_result, api_result, ()) = tokio::join!(raft_server, api_server, stopper);
         let shutdown_result = raft.shutdown().await;
-        raft_result.map_err(|e| NodeError::Serve(e.to_string()))?;
-        api_result.map_err(|e| NodeError::Serve(e.to_string()))?;
+        raft_result?;
+        api_result?;
         shutdown_result.map_err(|e| NodeError::Raft(e.to_string()))
     }
 }

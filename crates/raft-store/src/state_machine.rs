@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use tally_ledger::PlantedBugs;
 
 fn sm_error(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
     openraft::StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::new(&e)).into()
@@ -41,13 +42,21 @@ struct StoredSnapshot {
 pub struct StateMachine<K: Kv> {
     kv: Arc<K>,
     snapshots_built: Arc<AtomicU64>,
+    /// Ledger bugs planted by the simulation's checker tests; none in production.
+    bugs: PlantedBugs,
 }
 
 impl<K: Kv> StateMachine<K> {
     pub fn new(kv: Arc<K>) -> Self {
+        Self::with_bugs(kv, PlantedBugs::NONE)
+    }
+
+    /// A state machine whose ledger has `bugs` planted (tests that prove checkers find them).
+    pub fn with_bugs(kv: Arc<K>, bugs: PlantedBugs) -> Self {
         StateMachine {
             kv,
             snapshots_built: Arc::new(AtomicU64::new(0)),
+            bugs,
         }
     }
 
@@ -58,7 +67,12 @@ impl<K: Kv> StateMachine<K> {
             EntryPayload::Blank => LedgerResponse::NoOp,
             EntryPayload::Normal(request) => {
                 let ledger = KvLedger::new(&*self.kv);
-                match tally_ledger::apply(&ledger, &request.commands, request.timestamp_ns) {
+                match tally_ledger::apply_with_bugs(
+                    &ledger,
+                    &request.commands,
+                    request.timestamp_ns,
+                    self.bugs,
+                ) {
                     Ok(applied) => {
                         write_changes(&applied.changes, &mut batch);
                         LedgerResponse::Applied {

@@ -51,6 +51,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = NodeInfo,
         SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = crate::runtime::TallyRuntime,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;

@@ -57,6 +57,30 @@ pub fn apply<S: LedgerRead>(
     commands: &[Command],
     batch_timestamp_ns: u64,
 ) -> Result<Applied, BatchError> {
+    apply_with_bugs(store, commands, batch_timestamp_ns, PlantedBugs::NONE)
+}
+
+/// Bugs planted on purpose, for the tests that prove the simulation's checkers find them.
+/// Production never sets one; `apply` is `apply_with_bugs(.., PlantedBugs::NONE)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlantedBugs {
+    /// A retried transfer (its id already taken) applies again instead of answering `exists`.
+    pub transfer_applies_twice: bool,
+}
+
+impl PlantedBugs {
+    pub const NONE: PlantedBugs = PlantedBugs {
+        transfer_applies_twice: false,
+    };
+}
+
+/// [`apply`] with `bugs` planted.
+pub fn apply_with_bugs<S: LedgerRead>(
+    store: &S,
+    commands: &[Command],
+    batch_timestamp_ns: u64,
+    bugs: PlantedBugs,
+) -> Result<Applied, BatchError> {
     if commands.len() > BATCH_COMMANDS_MAX {
         return Err(BatchError::TooManyCommands {
             commands: commands.len(),
@@ -73,6 +97,7 @@ pub fn apply<S: LedgerRead>(
     };
     let first_event_ns = clock.next_ns;
     let mut txn = Txn::with_capacity(store, commands.len());
+    txn.bugs = bugs;
 
     let expired = expiry::expire_holds(&mut txn, batch_timestamp_ns, &mut clock);
     let released = payment::release_due_holds(&mut txn, batch_timestamp_ns, &mut clock);

@@ -19,7 +19,9 @@ pub(super) fn create<S: LedgerRead>(
 ) -> Result<TransferCreated, TransferError> {
     validate(new)?;
     if let Some(existing) = txn.transfer(new.id) {
-        return replay(&existing, new);
+        if !txn.bugs.transfer_applies_twice {
+            return replay(&existing, new);
+        }
     }
     let outcome = match &new.kind {
         TransferKind::Single {

@@ -43,6 +43,8 @@ struct ChainUndo {
 
 pub(crate) struct Txn<'s, S: LedgerRead> {
     store: &'s S,
+    /// Planted bugs (tests of the simulation's checkers only).
+    pub(crate) bugs: super::PlantedBugs,
     accounts: FxHashMap<AccountId, AccountSlot>,
     /// Accounts as the store holds them (the store does not change during a batch), so repeated
     /// reads and `put_account`'s balances-before cost one store lookup per account per batch.
@@ -74,6 +76,7 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
     pub(crate) fn with_capacity(store: &'s S, commands: usize) -> Self {
         Txn {
             store,
+            bugs: super::PlantedBugs::NONE,
             accounts: FxHashMap::with_capacity_and_hasher(2 * commands, Default::default()),
             store_accounts: RefCell::new(FxHashMap::with_capacity_and_hasher(
                 2 * commands,
@@ -154,7 +157,12 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
 
     /// Records a transfer id for good. Entries are immutable: an id is written once, ever.
     pub(crate) fn insert_transfer(&mut self, id: TransferId, record: TransferRecord) {
-        debug_assert!(!self.contains_transfer(id), "transfer {id} written twice");
+        // The planted double-apply bug silences this check, as a real bug in the id check would
+        // go unchecked in a release build: the simulation's checkers must find it on their own.
+        debug_assert!(
+            self.bugs.transfer_applies_twice || !self.contains_transfer(id),
+            "transfer {id} written twice"
+        );
         self.transfers.insert(id, record);
         if let Some(chain) = &mut self.chain {
             chain.transfers.push(id);

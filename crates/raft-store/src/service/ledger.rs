@@ -78,9 +78,23 @@ impl<K: Kv> Ledger for LedgerService<K> {
         &self,
         request: Request<pb::CreateTransfersRequest>,
     ) -> Result<Response<pb::BatchResponse>, Status> {
-        let batch = convert::transfers_from_pb(request.into_inner().transfers, |pending_id| {
-            self.hold_currency(pending_id)
-        })?;
+        let transfers = request.into_inner().transfers;
+        // A hold this replica lacks may still exist: the replica may lag the leader, or have lost
+        // its unsynced applies in a crash. Refusing a partial post as `pending_transfer_not_found`
+        // from such a view would refuse a retry whose first attempt applied (found by the
+        // simulation). Decide "not found" only from a linearizable view (on a follower this
+        // answers with the leader's address instead).
+        let lacks_a_hold = transfers.iter().any(|transfer| match &transfer.kind {
+            Some(pb::new_transfer::Kind::PostPending(post)) if post.amount.is_some() => post
+                .pending_id
+                .is_some_and(|id| self.hold_currency(TransferId(id.into())).is_none()),
+            _ => false,
+        });
+        if lacks_a_hold {
+            self.reads.linearize().await.map_err(status_of)?;
+        }
+        let batch =
+            convert::transfers_from_pb(transfers, |pending_id| self.hold_currency(pending_id))?;
         self.submit(batch).await
     }
 

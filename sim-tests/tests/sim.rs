@@ -1,0 +1,160 @@
+//! The simulation as tests: CI's seed range, determinism by seed, and one test per planted bug
+//! that shows the checkers find it within a stated number of seeds.
+//!
+//! Replay any seed with `SIM_SEED=N cargo run -p tally-sim-tests --bin tally-sim -- --verbose`.
+
+use std::process::Command;
+use tally_sim_tests::summary::table;
+use tally_sim_tests::{run, PlantedBug, Report, SimConfig};
+
+/// Seeds CI runs on every change (seeds 0..CI_SEEDS); `SIM_CI_SEEDS` overrides.
+const CI_SEEDS: u64 = 200;
+/// Seeds within which each planted bug must be found.
+const DETECTION_SEEDS_MAX: u64 = 12;
+
+/// Runs `tally-sim` (each seed in its own process) and returns its reports.
+fn run_seeds(seeds: u64, extra: &[&str]) -> Vec<Report> {
+    let output = Command::new(env!("CARGO_BIN_EXE_tally-sim"))
+        .args(["--seeds", &seeds.to_string(), "--json"])
+        .args(extra)
+        .output()
+        .expect("tally-sim runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let reports: Vec<Report> = stdout
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).expect("a report per line"))
+        .collect();
+    assert!(
+        !reports.is_empty(),
+        "tally-sim printed no report: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    reports
+}
+
+fn failure_report(reports: &[Report]) -> String {
+    let mut out = String::new();
+    for report in reports.iter().filter(|r| !r.passed()) {
+        out.push_str(&format!(
+            "seed {} failed: {:?}\n  replay: {}\n  trace tail:\n    {}\n",
+            report.seed,
+            report.failures,
+            report.replay_command(&SimConfig::for_seed(report.seed)),
+            report.trace_tail.join("\n    ")
+        ));
+    }
+    out
+}
+
+#[test]
+fn ci_seed_range_passes_every_checker() {
+    let seeds: u64 = std::env::var("SIM_CI_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CI_SEEDS);
+    let started = std::time::Instant::now();
+    let reports = run_seeds(seeds, &[]);
+    println!("{}", table(&reports, started.elapsed().as_secs_f64()));
+    assert_eq!(reports.len() as u64, seeds, "a report per seed");
+    assert!(
+        reports.iter().all(Report::passed),
+        "{}",
+        failure_report(&reports)
+    );
+    // The runs did real work under real faults, or passing proves nothing.
+    let faults: u64 = reports.iter().flat_map(|r| r.faults.values()).sum();
+    let crashes: u64 = reports
+        .iter()
+        .filter_map(|r| r.faults.get("node crash"))
+        .sum();
+    let acked: u64 = reports.iter().map(|r| r.transfers_applied).sum();
+    assert!(faults >= seeds * 3, "only {faults} faults in {seeds} seeds");
+    assert!(crashes >= 1, "no node crashed in {seeds} seeds");
+    assert!(acked >= seeds * 20, "only {acked} transfers acknowledged");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_trace_hash() {
+    let config = SimConfig::for_seed(7);
+    let first = run(&config);
+    let second = run(&config);
+    assert!(first.passed(), "{:?}", first.failures);
+    assert!(
+        first.trace_lines > 100,
+        "a trace of {} lines",
+        first.trace_lines
+    );
+    assert_eq!(
+        first.trace_hash_hex(),
+        second.trace_hash_hex(),
+        "seed 7 ran differently twice: {} and {} trace lines",
+        first.trace_lines,
+        second.trace_lines
+    );
+    let other = run(&SimConfig::for_seed(8));
+    assert_ne!(
+        first.trace_hash, other.trace_hash,
+        "seeds 7 and 8 ran alike"
+    );
+}
+
+#[test]
+fn a_run_without_faults_passes_and_acknowledges_most_work() {
+    let config = SimConfig {
+        faults: false,
+        ..SimConfig::for_seed(1)
+    };
+    let report = run(&config);
+    assert!(report.passed(), "{:?}", report.failures);
+    assert!(report.faults.is_empty());
+    assert_eq!(
+        report.leader_changes, 1,
+        "one election, then a stable leader"
+    );
+    assert!(
+        report.ops_answered >= 60,
+        "{} operations answered",
+        report.ops_answered
+    );
+}
+
+/// Runs seeds 0.. with `bug` planted until one fails; returns how many seeds that took.
+fn seeds_to_find(bug: PlantedBug) -> Option<u64> {
+    let reports = run_seeds(
+        DETECTION_SEEDS_MAX,
+        &[
+            "--bug",
+            bug.name(),
+            "--stop-at-first-failure",
+            "--jobs",
+            "1",
+        ],
+    );
+    let found = reports.iter().find(|r| !r.passed())?;
+    println!(
+        "{bug}: found at seed {} ({} seeds): {}",
+        found.seed,
+        found.seed + 1,
+        found.failures[0]
+    );
+    Some(found.seed + 1)
+}
+
+#[test]
+fn checkers_find_a_transfer_applied_twice() {
+    let found = seeds_to_find(PlantedBug::TransferAppliedTwice);
+    assert!(
+        found.is_some(),
+        "a transfer applied twice went unnoticed for {DETECTION_SEEDS_MAX} seeds"
+    );
+}
+
+#[test]
+fn checkers_find_an_append_acknowledged_before_sync() {
+    let found = seeds_to_find(PlantedBug::AppendAckedBeforeSync);
+    assert!(
+        found.is_some(),
+        "appends acknowledged before sync went unnoticed for {DETECTION_SEEDS_MAX} seeds"
+    );
+}
