@@ -1,15 +1,29 @@
 #!/usr/bin/env bash
 # Starts a local 3-node cluster on loopback (ports 7100-7105, data in tally-data/node-N),
-# initializes it, and stops all three on Ctrl-C. Usage: scripts/cluster.sh [--no-build]
+# initializes it, and stops all three on Ctrl-C.
+# Usage: scripts/cluster.sh [--no-build | --release]
+#   --no-build  use the binaries already built (the tests' optimized dev build)
+#   --release   build and run release binaries (what to benchmark; a first release build
+#               compiles RocksDB's C++ once more, about 15 minutes on two cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "${1:-}" != "--no-build" ]; then
-  scripts/install-deps.sh
-  # The same build selection as the tests (see README): it reuses their compiled RocksDB.
-  cargo build --workspace --all-targets
-fi
-bin="${CARGO_TARGET_DIR:-target}/debug"
+profile=debug
+case "${1:-}" in
+  --no-build) ;;
+  --release)
+    scripts/install-deps.sh
+    cargo build --release -p tally-raft-store --bin tally-node -p tally-cli --bin tally
+    profile=release
+    ;;
+  "")
+    scripts/install-deps.sh
+    # The same build selection as the tests (see README): it reuses their compiled RocksDB.
+    cargo build --workspace --all-targets
+    ;;
+  *) echo "usage: scripts/cluster.sh [--no-build | --release]" >&2; exit 2 ;;
+esac
+bin="${CARGO_TARGET_DIR:-target}/$profile"
 
 mkdir -p tally-data
 pids=()
