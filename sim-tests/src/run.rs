@@ -102,6 +102,21 @@ pub fn run(config: &SimConfig) -> Report {
     report
 }
 
+/// The simulated world every run (and every scenario test) uses: seeded, a fixed epoch, 1 ms
+/// steps, 1-5 ms links.
+pub fn world(seed: u64, duration: Duration) -> turmoil::Builder {
+    let mut builder = turmoil::Builder::new();
+    builder
+        .rng_seed(seed)
+        .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_S))
+        .simulation_duration(duration)
+        .tick_duration(Duration::from_millis(TICK_MS))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(LATENCY_MS_NORMAL))
+        .tcp_capacity(4_096);
+    builder
+}
+
 /// Each replica's progress goes into the trace: two runs that apply at different instants
 /// differ.
 fn record_applied(trace: &mut Trace, now: Duration, changed: &[(usize, u64)]) {
@@ -112,15 +127,7 @@ fn record_applied(trace: &mut Trace, now: Duration, changed: &[(usize, u64)]) {
 
 fn run_seeded(config: &SimConfig) -> Report {
     let time_limit = Duration::from_millis(config.time_limit_ms());
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(config.seed)
-        .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_S))
-        .simulation_duration(time_limit + Duration::from_secs(60))
-        .tick_duration(Duration::from_millis(TICK_MS))
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(LATENCY_MS_NORMAL))
-        .tcp_capacity(4_096)
-        .build();
+    let mut sim = world(config.seed, time_limit + Duration::from_secs(60)).build();
     let trace = Rc::new(RefCell::new(Trace::new(config.verbose)));
     let history = Rc::new(RefCell::new(History::default()));
 
