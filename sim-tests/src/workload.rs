@@ -62,6 +62,14 @@ pub struct History {
     pub clients_done: usize,
 }
 
+/// A ledger client over the simulated network, with deadlines short enough for the faults'
+/// durations. The workload and the scenario tests use the same one.
+pub fn sim_client(
+    endpoints: Vec<String>,
+) -> Result<LedgerClient, tally_proto::client::ClientError> {
+    LedgerClient::connect_lazy_with_dialer(endpoints, client_config(), crate::net::dialer())
+}
+
 fn client_config() -> ClientConfig {
     ClientConfig {
         rpc_timeout_ms: 1_000,
@@ -84,7 +92,8 @@ fn transfer_id(client: usize, op: usize, item: usize) -> TransferId {
     TransferId(((client as u128 + 1) << 64) | ((op as u128 + 1) << 8) | item as u128)
 }
 
-fn new_account(id: AccountId, wallet: bool) -> NewAccount {
+/// A USD account: a wallet (no overdraft) or a bank account (no balance rule).
+pub fn new_account(id: AccountId, wallet: bool) -> NewAccount {
     NewAccount {
         id,
         currency: CURRENCY,
@@ -174,11 +183,7 @@ pub async fn run_client(
     history: Rc<RefCell<History>>,
     trace: Rc<RefCell<Trace>>,
 ) -> turmoil::Result {
-    let ledger = LedgerClient::connect_lazy_with_dialer(
-        api_endpoints(config.nodes),
-        client_config(),
-        crate::net::dialer(),
-    )?;
+    let ledger = sim_client(api_endpoints(config.nodes))?;
     let mut client = Client {
         index,
         rng: StdRng::seed_from_u64(config.seed ^ (0xc11e_0000 + index as u64)),

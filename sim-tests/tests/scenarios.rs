@@ -5,25 +5,16 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 use tally_ledger::{
-    AccountFlags, AccountId, Currency, Metadata, NewAccount, NewTransfer, TransferId, TransferKind,
+    AccountId, Currency, Metadata, NewAccount, NewTransfer, TransferId, TransferKind,
 };
-use tally_proto::client::{ClientConfig, LedgerClient};
+use tally_proto::client::LedgerClient;
 use tally_proto::convert::{PartialPost, TransferDraft};
 use tally_sim_tests::cluster::{api_endpoints, node_name, Cluster};
-use tally_sim_tests::{net, run::world, SimConfig};
+use tally_sim_tests::workload::{new_account, sim_client};
+use tally_sim_tests::{run::world, SimConfig};
 
 fn account(id: u128, wallet: bool) -> NewAccount {
-    NewAccount {
-        id: AccountId(id),
-        currency: Currency::USD,
-        code: 1,
-        flags: AccountFlags {
-            debits_must_not_exceed_credits: wallet,
-            credits_must_not_exceed_debits: false,
-        },
-        metadata: Metadata::default(),
-        linked: false,
-    }
+    new_account(AccountId(id), wallet)
 }
 
 fn transfer(id: u128, kind: TransferKind) -> TransferDraft {
@@ -37,12 +28,7 @@ fn transfer(id: u128, kind: TransferKind) -> TransferDraft {
 }
 
 fn client(endpoints: Vec<String>) -> LedgerClient {
-    let config = ClientConfig {
-        rpc_timeout_ms: 1_000,
-        request_timeout_ms: 5_000,
-        ..ClientConfig::default()
-    };
-    LedgerClient::connect_lazy_with_dialer(endpoints, config, net::dialer()).expect("endpoints")
+    sim_client(endpoints).expect("endpoints")
 }
 
 async fn codes(
