@@ -439,7 +439,7 @@ impl LedgerClient {
         let endpoint = endpoint(&uri, &self.inner.config)?;
         let channel = match &self.inner.dialer {
             // A dialed channel connects on first call; that call reports an unreachable node.
-            Some(dialer) => dialer.channel(endpoint),
+            Some(dialer) => crate::dial::channel(dialer, endpoint),
             None => endpoint
                 .connect()
                 .await
@@ -461,7 +461,7 @@ impl LedgerClient {
         }
         let endpoint = endpoint(&uri, &self.inner.config)?;
         let channel = match &self.inner.dialer {
-            Some(dialer) => dialer.channel(endpoint),
+            Some(dialer) => crate::dial::channel(dialer, endpoint),
             None => endpoint.connect_lazy(),
         };
         state.channels.insert(uri.clone(), channel.clone());

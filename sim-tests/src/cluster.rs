@@ -46,7 +46,7 @@ pub fn api_endpoints(nodes: usize) -> Vec<String> {
 
 /// The simulated wall clock of one node: the simulation's time since its fixed epoch, shifted by
 /// the node's skew (leaders with slow clocks must still stamp forward-moving times).
-fn skewed_clock(skew_ms: i64) -> Clock {
+pub fn skewed_clock(skew_ms: i64) -> Clock {
     Arc::new(move || {
         let since_epoch = turmoil::since_epoch().unwrap_or_default();
         let ns = i128::try_from(since_epoch.as_nanos()).unwrap_or(i128::MAX)
@@ -85,6 +85,9 @@ impl Cluster {
                 },
                 ledger_bugs: PlantedBugs {
                     transfer_applies_twice: config.bug == Some(PlantedBug::TransferAppliedTwice),
+                    webhook_applied_without_dedupe: config.bug
+                        == Some(PlantedBug::WebhookAppliedWithoutDedupe),
+                    lease_ignored: config.bug == Some(PlantedBug::LeaseIgnored),
                 },
             };
             let host_store = store.clone();

@@ -11,18 +11,26 @@ pub enum PlantedBug {
     TransferAppliedTwice,
     /// The log store acknowledges appends before they are durable (a crash loses them).
     AppendAckedBeforeSync,
+    /// A PSP webhook reporting a capture posts the money again for an order already captured.
+    WebhookAppliedWithoutDedupe,
+    /// The ledger grants an order's claim while another executor's lease still runs.
+    LeaseIgnored,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 2] = [
+    pub const ALL: [PlantedBug; 4] = [
         PlantedBug::TransferAppliedTwice,
         PlantedBug::AppendAckedBeforeSync,
+        PlantedBug::WebhookAppliedWithoutDedupe,
+        PlantedBug::LeaseIgnored,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             PlantedBug::TransferAppliedTwice => "transfer-applied-twice",
             PlantedBug::AppendAckedBeforeSync => "append-acked-before-sync",
+            PlantedBug::WebhookAppliedWithoutDedupe => "webhook-applied-without-dedupe",
+            PlantedBug::LeaseIgnored => "lease-ignored",
         }
     }
 }
@@ -56,11 +64,21 @@ pub struct SimConfig {
     pub clients: usize,
     /// Operations each client sends (a few transfers per operation on average).
     pub ops_per_client: usize,
+    /// Payment gateways (each runs the API, the charge executor and the payout worker).
+    pub gateways: usize,
+    /// Shops: payment clients of the gateways' public API.
+    pub shops: usize,
+    /// Checkouts each shop creates and drives to the end (captures, refunds, payouts).
+    pub payments_per_shop: usize,
     /// Faults are injected between 1 s and this instant of simulated time; none after it.
     pub fault_window_ms: u64,
     /// After the fault window, every client operation must have a definite answer and every
     /// replica must have caught up within this much simulated time (liveness).
     pub liveness_bound_ms: u64,
+    /// After the fault window, every checkout, refund and payout must reach its end within this
+    /// much simulated time. It covers the ledger's status check of a pending charge whose
+    /// webhook the PSP lost (one minute after the charge went pending).
+    pub payments_liveness_ms: u64,
     /// No faults at all (a baseline run).
     pub faults: bool,
     pub bug: Option<PlantedBug>,
@@ -77,8 +95,12 @@ impl SimConfig {
             nodes: if seed % 4 == 3 { 5 } else { 3 },
             clients: 2,
             ops_per_client: 40,
+            gateways: 2,
+            shops: 2,
+            payments_per_shop: 8,
             fault_window_ms: 20_000,
             liveness_bound_ms: 30_000,
+            payments_liveness_ms: 80_000,
             faults: true,
             bug: None,
             verbose: false,
@@ -88,6 +110,11 @@ impl SimConfig {
     /// The simulated time after which a run is cut off: faults, then the liveness bound, then
     /// time for the final convergence check.
     pub fn time_limit_ms(&self) -> u64 {
-        self.fault_window_ms + self.liveness_bound_ms + 10_000
+        let payments_ms = if self.shops > 0 && self.gateways > 0 {
+            self.payments_liveness_ms
+        } else {
+            0
+        };
+        self.fault_window_ms + self.liveness_bound_ms.max(payments_ms) + 10_000
     }
 }

@@ -1,9 +1,12 @@
 //! Faults drawn from the seed: partitions (symmetric, one-way, isolating the leader), message
-//! loss, latency, single-node power loss and the loss of a majority at once, each healed after a
-//! drawn duration. Everything heals by the end of the fault window; the clock skew of each node
-//! is drawn once at the start.
+//! loss, latency, single-node power loss and the loss of a majority at once; a gateway's crash,
+//! a gateway cut off from the cluster or from the PSP; PSP faults (timeouts, 500s, responses
+//! lost after the PSP acted, slow answers) for the next few money calls. Each heals after a
+//! drawn duration; everything heals by the end of the fault window. The clock skew of each node
+//! is drawn once at the start, and so is the PSP's webhook misbehaviour (`gateways`).
 
 use crate::cluster::{node_name, Cluster};
+use crate::gateways::{gateway_name, Gateways, PSP_HOST};
 use crate::trace::Trace;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -42,6 +45,22 @@ pub enum Fault {
         node: usize,
     },
     CrashMajority,
+    GatewayCrash {
+        gateway: usize,
+    },
+    /// A gateway loses every node (its ledger calls fail; its leases run out).
+    GatewayCutOff {
+        gateway: usize,
+    },
+    /// A gateway cannot reach the PSP (nor the PSP it, for webhooks).
+    PspUnreachable {
+        gateway: usize,
+    },
+    /// The PSP's next `count` money calls meet `fault` (`tally_psp::sim::Fault` names).
+    Psp {
+        fault: &'static str,
+        count: u32,
+    },
 }
 
 impl Fault {
@@ -54,6 +73,15 @@ impl Fault {
             Fault::Latency { .. } => "latency",
             Fault::Crash { .. } => "node crash",
             Fault::CrashMajority => "majority crash",
+            Fault::GatewayCrash { .. } => "gateway crash",
+            Fault::GatewayCutOff { .. } => "gateway cut off",
+            Fault::PspUnreachable { .. } => "psp unreachable",
+            Fault::Psp { fault, .. } => match *fault {
+                "timeout" => "psp timeout",
+                "error_500" => "psp 500",
+                "lost_response" => "psp lost response",
+                _ => "psp slow",
+            },
         }
     }
 
@@ -76,11 +104,15 @@ struct Active {
 }
 
 enum Heal {
-    Repair(Vec<usize>, Vec<usize>),
-    RepairOneWay(usize, usize),
-    Loss(usize, usize),
+    /// Host names on each side.
+    Repair(Vec<String>, Vec<String>),
+    RepairOneWay(String, String),
+    Loss(String, String),
     Latency,
     Restart(Vec<usize>),
+    RestartGateway(usize),
+    /// PSP faults are used up by the calls that meet them; what is left is cleared at the end.
+    Nothing,
 }
 
 pub struct FaultPlan {
@@ -110,8 +142,9 @@ impl FaultPlan {
         }
     }
 
-    /// Faults for `seed` between 1 s and `window_ms`, on a cluster of `nodes`.
-    pub fn draw(seed: u64, nodes: usize, window_ms: u64) -> Self {
+    /// Faults for `seed` between 1 s and `window_ms`, on a cluster of `nodes` with `gateways`
+    /// gateways in front.
+    pub fn draw(seed: u64, nodes: usize, gateways: usize, window_ms: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed ^ 0xfa17_5eed);
         let mut planned = Vec::new();
         let mut at_ms = 1_000 + rng.random_range(0..1_000);
@@ -121,31 +154,50 @@ impl FaultPlan {
                 let b = (a + rng.random_range(1..nodes)) % nodes;
                 (a, b)
             };
-            let fault = match rng.random_range(0..100) {
-                0..=16 => {
-                    let (a, b) = two(&mut rng);
-                    Fault::Partition { a, b }
+            let payments_fault = gateways > 0 && rng.random_range(0..100) < 30;
+            let fault = if payments_fault {
+                let gateway = rng.random_range(0..gateways);
+                match rng.random_range(0..100) {
+                    0..=29 => Fault::GatewayCrash { gateway },
+                    30..=44 => Fault::GatewayCutOff { gateway },
+                    45..=54 => Fault::PspUnreachable { gateway },
+                    roll => Fault::Psp {
+                        fault: match roll {
+                            55..=66 => "timeout",
+                            67..=77 => "error_500",
+                            78..=90 => "lost_response",
+                            _ => "latency=800",
+                        },
+                        count: rng.random_range(1..=4),
+                    },
                 }
-                17..=29 => {
-                    let (from, to) = two(&mut rng);
-                    Fault::PartitionOneWay { from, to }
-                }
-                30..=44 => Fault::IsolateLeader,
-                45..=54 => {
-                    let (a, b) = two(&mut rng);
-                    Fault::Loss {
-                        a,
-                        b,
-                        percent: rng.random_range(1..=20),
+            } else {
+                match rng.random_range(0..100) {
+                    0..=16 => {
+                        let (a, b) = two(&mut rng);
+                        Fault::Partition { a, b }
                     }
+                    17..=29 => {
+                        let (from, to) = two(&mut rng);
+                        Fault::PartitionOneWay { from, to }
+                    }
+                    30..=44 => Fault::IsolateLeader,
+                    45..=54 => {
+                        let (a, b) = two(&mut rng);
+                        Fault::Loss {
+                            a,
+                            b,
+                            percent: rng.random_range(1..=20),
+                        }
+                    }
+                    55..=64 => Fault::Latency {
+                        max_ms: rng.random_range(20..=400),
+                    },
+                    65..=89 => Fault::Crash {
+                        node: rng.random_range(0..nodes),
+                    },
+                    _ => Fault::CrashMajority,
                 }
-                55..=64 => Fault::Latency {
-                    max_ms: rng.random_range(20..=400),
-                },
-                65..=89 => Fault::Crash {
-                    node: rng.random_range(0..nodes),
-                },
-                _ => Fault::CrashMajority,
             };
             let lasts_ms = rng.random_range(200..4_000);
             planned.push(Planned {
@@ -180,6 +232,7 @@ impl FaultPlan {
         &mut self,
         sim: &mut Sim<'_>,
         cluster: &mut Cluster,
+        gateways: &mut Gateways,
         trace: &mut Trace,
         now: Duration,
     ) {
@@ -187,7 +240,7 @@ impl FaultPlan {
         let mut still = Vec::with_capacity(self.active.len());
         for active in std::mem::take(&mut self.active) {
             if active.heal_at_ms <= now_ms {
-                heal(sim, cluster, trace, now, active.heal);
+                heal(sim, cluster, gateways, trace, now, active.heal);
             } else {
                 still.push(active);
             }
@@ -207,7 +260,7 @@ impl FaultPlan {
                 );
                 continue;
             }
-            let Some(heal) = fire(sim, cluster, trace, now, &planned.fault) else {
+            let Some(heal) = fire(sim, cluster, gateways, trace, now, &planned.fault) else {
                 continue;
             };
             *self.injected.entry(planned.fault.kind()).or_default() += 1;
@@ -224,13 +277,15 @@ impl FaultPlan {
         &mut self,
         sim: &mut Sim<'_>,
         cluster: &mut Cluster,
+        gateways: &mut Gateways,
         trace: &mut Trace,
         now: Duration,
     ) {
         self.next = self.planned.len();
         for active in std::mem::take(&mut self.active) {
-            heal(sim, cluster, trace, now, active.heal);
+            heal(sim, cluster, gateways, trace, now, active.heal);
         }
+        gateways.psp.clear_faults();
     }
 }
 
@@ -241,6 +296,7 @@ fn names(nodes: &[usize]) -> Vec<String> {
 fn fire(
     sim: &mut Sim<'_>,
     cluster: &mut Cluster,
+    gateways: &mut Gateways,
     trace: &mut Trace,
     now: Duration,
     fault: &Fault,
@@ -248,11 +304,11 @@ fn fire(
     let heal = match *fault {
         Fault::Partition { a, b } => {
             sim.partition(node_name(a), node_name(b));
-            Heal::Repair(vec![a], vec![b])
+            Heal::Repair(vec![node_name(a)], vec![node_name(b)])
         }
         Fault::PartitionOneWay { from, to } => {
             sim.partition_oneway(node_name(from), node_name(to));
-            Heal::RepairOneWay(from, to)
+            Heal::RepairOneWay(node_name(from), node_name(to))
         }
         Fault::IsolateLeader => {
             let (leader, _term) = cluster.leader()?;
@@ -264,11 +320,11 @@ fn fire(
                 sim.partition(node_name(leader), node_name(*other));
             }
             trace.record(now, &format!("fault: isolate leader {}", node_name(leader)));
-            return Some(Heal::Repair(vec![leader], others));
+            return Some(Heal::Repair(vec![node_name(leader)], names(&others)));
         }
         Fault::Loss { a, b, percent } => {
             sim.set_link_fail_rate(node_name(a), node_name(b), f64::from(percent) / 100.0);
-            Heal::Loss(a, b)
+            Heal::Loss(node_name(a), node_name(b))
         }
         Fault::Latency { max_ms } => {
             sim.set_max_message_latency(Duration::from_millis(max_ms));
@@ -295,37 +351,58 @@ fn fire(
             trace.record(now, &format!("fault: crash {:?}", names(&victims)));
             return Some(Heal::Restart(victims));
         }
+        Fault::GatewayCrash { gateway } => {
+            if !gateways.is_running(gateway) {
+                return None;
+            }
+            gateways.crash(sim, gateway);
+            Heal::RestartGateway(gateway)
+        }
+        Fault::GatewayCutOff { gateway } => {
+            let nodes = names(&(0..cluster.size).collect::<Vec<_>>());
+            for node in &nodes {
+                sim.partition(gateway_name(gateway), node.as_str());
+            }
+            Heal::Repair(vec![gateway_name(gateway)], nodes)
+        }
+        Fault::PspUnreachable { gateway } => {
+            sim.partition(gateway_name(gateway), PSP_HOST);
+            Heal::Repair(vec![gateway_name(gateway)], vec![PSP_HOST.to_string()])
+        }
+        Fault::Psp { fault, count } => {
+            let parsed = tally_psp::sim::Fault::parse(fault)?;
+            gateways.psp.queue_faults(parsed, count).ok()?;
+            Heal::Nothing
+        }
     };
     trace.record(now, &format!("fault: {fault:?}"));
     Some(heal)
 }
 
-fn heal(sim: &mut Sim<'_>, cluster: &mut Cluster, trace: &mut Trace, now: Duration, heal: Heal) {
+fn heal(
+    sim: &mut Sim<'_>,
+    cluster: &mut Cluster,
+    gateways: &mut Gateways,
+    trace: &mut Trace,
+    now: Duration,
+    heal: Heal,
+) {
     match heal {
         Heal::Repair(a, b) => {
             for x in &a {
                 for y in &b {
-                    sim.repair(node_name(*x), node_name(*y));
+                    sim.repair(x.as_str(), y.as_str());
                 }
             }
-            trace.record(
-                now,
-                &format!("heal: repair {:?} <-> {:?}", names(&a), names(&b)),
-            );
+            trace.record(now, &format!("heal: repair {a:?} <-> {b:?}"));
         }
         Heal::RepairOneWay(from, to) => {
-            sim.repair_oneway(node_name(from), node_name(to));
-            trace.record(
-                now,
-                &format!("heal: repair {} -> {}", node_name(from), node_name(to)),
-            );
+            sim.repair_oneway(from.as_str(), to.as_str());
+            trace.record(now, &format!("heal: repair {from} -> {to}"));
         }
         Heal::Loss(a, b) => {
-            sim.set_link_fail_rate(node_name(a), node_name(b), 0.0);
-            trace.record(
-                now,
-                &format!("heal: no loss {} <-> {}", node_name(a), node_name(b)),
-            );
+            sim.set_link_fail_rate(a.as_str(), b.as_str(), 0.0);
+            trace.record(now, &format!("heal: no loss {a} <-> {b}"));
         }
         Heal::Latency => {
             sim.set_max_message_latency(Duration::from_millis(LATENCY_MS_NORMAL));
@@ -337,5 +414,10 @@ fn heal(sim: &mut Sim<'_>, cluster: &mut Cluster, trace: &mut Trace, now: Durati
             }
             trace.record(now, &format!("heal: restart {:?}", names(&nodes)));
         }
+        Heal::RestartGateway(gateway) => {
+            gateways.restart(sim, gateway);
+            trace.record(now, &format!("heal: restart {}", gateway_name(gateway)));
+        }
+        Heal::Nothing => {}
     }
 }

@@ -5,6 +5,9 @@ use crate::check::{self, StepChecker};
 use crate::cluster::{node_name, Cluster};
 use crate::config::SimConfig;
 use crate::faults::{self, FaultPlan, LATENCY_MS_NORMAL};
+use crate::gateways::Gateways;
+use crate::payments_check::{self, PaymentStepChecker};
+use crate::shop::{self, PaymentHistory};
 use crate::trace::Trace;
 use crate::workload::{self, History};
 use serde::{Deserialize, Serialize};
@@ -33,6 +36,14 @@ pub struct Report {
     pub transfers_applied: u64,
     pub reads: u64,
     pub leader_changes: u64,
+    /// Checkouts the shops created, and what became of them.
+    pub checkouts: u64,
+    pub psp_captures: u64,
+    pub captures: u64,
+    pub refunds: u64,
+    pub payouts_paid: u64,
+    /// Charge calls the gateways made to the PSP.
+    pub charge_calls: u64,
     pub trace_lines: u64,
     pub trace_hash: [u8; 32],
     /// Empty when every check passed.
@@ -113,7 +124,10 @@ pub fn world(seed: u64, duration: Duration) -> turmoil::Builder {
         .tick_duration(Duration::from_millis(TICK_MS))
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(Duration::from_millis(LATENCY_MS_NORMAL))
-        .tcp_capacity(4_096);
+        .tcp_capacity(4_096)
+        // Wider than turmoil's default, so a host that reconnects often (to a crashed peer)
+        // takes long to wrap around to a port a peer may still hold a stale connection on.
+        .ephemeral_ports(10_000..=65_535);
     builder
 }
 
@@ -130,6 +144,7 @@ fn run_seeded(config: &SimConfig) -> Report {
     let mut sim = world(config.seed, time_limit + Duration::from_secs(60)).build();
     let trace = Rc::new(RefCell::new(Trace::new(config.verbose)));
     let history = Rc::new(RefCell::new(History::default()));
+    let payments = Rc::new(RefCell::new(PaymentHistory::default()));
 
     let skews_ms = if config.faults {
         faults::draw_skews(config.seed, config.nodes)
@@ -137,12 +152,31 @@ fn run_seeded(config: &SimConfig) -> Report {
         vec![0; config.nodes]
     };
     let mut plan = if config.faults {
-        FaultPlan::draw(config.seed, config.nodes, config.fault_window_ms)
+        FaultPlan::draw(
+            config.seed,
+            config.nodes,
+            config.gateways,
+            config.fault_window_ms,
+        )
     } else {
         FaultPlan::none()
     };
     plan.count_skews(&skews_ms);
     let mut cluster = Cluster::start(&mut sim, config, &skews_ms);
+    let mut gateways = Gateways::start(&mut sim, config);
+    if config.faults && config.gateways > 0 {
+        *plan.injected.entry("psp webhook chaos").or_default() += 1;
+    }
+    let shops = if config.gateways > 0 { config.shops } else { 0 };
+    for index in 0..shops {
+        let payments = payments.clone();
+        let trace = trace.clone();
+        let config = config.clone();
+        sim.client(
+            format!("shop{}", index + 1),
+            shop::run_shop(index, config, payments, trace),
+        );
+    }
     for index in 0..config.clients {
         let history = history.clone();
         let trace = trace.clone();
@@ -159,12 +193,19 @@ fn run_seeded(config: &SimConfig) -> Report {
         ..Report::default()
     };
     let mut checker = StepChecker::default();
+    let mut payment_checker = PaymentStepChecker::default();
     let mut leader: Option<(usize, u64)> = None;
     let mut clients_done = false;
     // Phase 1: the workload under faults, until every client is done (or time runs out).
     while sim.elapsed() < time_limit {
         let now = sim.elapsed();
-        plan.tick(&mut sim, &mut cluster, &mut trace.borrow_mut(), now);
+        plan.tick(
+            &mut sim,
+            &mut cluster,
+            &mut gateways,
+            &mut trace.borrow_mut(),
+            now,
+        );
         match sim.step() {
             Ok(done) => clients_done = done,
             Err(error) => {
@@ -174,11 +215,23 @@ fn run_seeded(config: &SimConfig) -> Report {
         }
         report.steps += 1;
         match checker.after_step(&cluster) {
-            Ok(changed) => record_applied(&mut trace.borrow_mut(), sim.elapsed(), &changed),
+            Ok(changed) => {
+                record_applied(&mut trace.borrow_mut(), sim.elapsed(), &changed);
+                let checked =
+                    payment_checker.after_step(&cluster, &changed, &payments.borrow().checkouts);
+                if let Err(failure) = checked {
+                    report.failures.push(failure);
+                    break;
+                }
+            }
             Err(failure) => {
                 report.failures.push(failure);
                 break;
             }
+        }
+        if let Some(failure) = gateways.charge_calls.violations().into_iter().next() {
+            report.failures.push(failure);
+            break;
         }
         if report.steps.is_multiple_of(AUDIT_EVERY_STEPS) {
             if let Err(failure) = check::audit_all(&cluster) {
@@ -210,7 +263,13 @@ fn run_seeded(config: &SimConfig) -> Report {
 
     // Phase 2: heal everything and let every replica catch up.
     let now = sim.elapsed();
-    plan.heal_all(&mut sim, &mut cluster, &mut trace.borrow_mut(), now);
+    plan.heal_all(
+        &mut sim,
+        &mut cluster,
+        &mut gateways,
+        &mut trace.borrow_mut(),
+        now,
+    );
     let converge_by = sim.elapsed() + Duration::from_millis(config.liveness_bound_ms);
     while report.failures.is_empty() && !check::converged(&cluster) {
         if sim.elapsed() >= converge_by {
@@ -226,23 +285,68 @@ fn run_seeded(config: &SimConfig) -> Report {
         }
         report.steps += 1;
         match checker.after_step(&cluster) {
-            Ok(changed) => record_applied(&mut trace.borrow_mut(), sim.elapsed(), &changed),
+            Ok(changed) => {
+                record_applied(&mut trace.borrow_mut(), sim.elapsed(), &changed);
+                let checked =
+                    payment_checker.after_step(&cluster, &changed, &payments.borrow().checkouts);
+                if let Err(failure) = checked {
+                    report.failures.push(failure);
+                }
+            }
             Err(failure) => report.failures.push(failure),
         }
     }
 
     // Phase 3: the final checks.
     let history = history.borrow();
+    let payments = payments.borrow();
     if report.failures.is_empty() {
         if let Err(failure) = check::audit_all(&cluster) {
             report.failures.push(failure);
         }
+        let psp_charges = gateways.psp.charges();
+        let psp_money = gateways.psp.money_record();
+        let payouts: Vec<(String, bool)> = payments
+            .payouts_sent
+            .iter()
+            .map(|id| (id.clone(), payments.payouts.contains_key(id)))
+            .collect();
         for (node, store) in cluster.stores.iter().enumerate() {
             report
                 .failures
                 .extend(check::check_replica(node, store, &history));
+            report.failures.extend(payments_check::check_replica(
+                node,
+                store,
+                &payments.checkouts,
+                &payouts,
+                &psp_charges,
+                &psp_money,
+            ));
         }
+        report.psp_captures = psp_charges
+            .iter()
+            .filter(|c| c.status == tally_psp::ChargeStatus::Captured)
+            .count() as u64;
+        trace.borrow_mut().record(
+            sim.elapsed(),
+            &format!(
+                "psp charges={} movements={}",
+                psp_charges.len(),
+                psp_money.len()
+            ),
+        );
     }
+    report.failures.extend(gateways.charge_calls.violations());
+    report
+        .failures
+        .extend(payments.violations.iter().map(|v| format!("shop saw: {v}")));
+    report.failures.extend(
+        payments
+            .unresolved
+            .iter()
+            .map(|what| format!("liveness: {what}")),
+    );
     report.failures.extend(
         history
             .violations
@@ -290,5 +394,10 @@ fn run_seeded(config: &SimConfig) -> Report {
     report.ops_answered = history.ops_answered;
     report.transfers_applied = history.items_applied;
     report.reads = history.reads;
+    report.checkouts = payments.checkouts_created;
+    report.captures = payments.captures;
+    report.refunds = payments.refunds;
+    report.payouts_paid = payments.payouts_paid;
+    report.charge_calls = gateways.charge_calls.calls();
     report
 }

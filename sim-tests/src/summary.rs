@@ -152,6 +152,27 @@ pub fn table(reports: &[Report], wall_s: f64) -> String {
         "leader changes".to_owned(),
         sum(|r| r.leader_changes).to_string(),
     ]);
+    table.add_row(vec![
+        "checkouts created".to_owned(),
+        sum(|r| r.checkouts).to_string(),
+    ]);
+    table.add_row(vec![
+        "orders captured (PSP charges)".to_owned(),
+        sum(|r| r.psp_captures).to_string(),
+    ]);
+    table.add_row(vec![
+        "manual captures / refunds / payouts paid".to_owned(),
+        format!(
+            "{} / {} / {}",
+            sum(|r| r.captures),
+            sum(|r| r.refunds),
+            sum(|r| r.payouts_paid)
+        ),
+    ]);
+    table.add_row(vec![
+        "gateway charge calls".to_owned(),
+        sum(|r| r.charge_calls).to_string(),
+    ]);
     let mut out = table.to_string();
     if !failed.is_empty() {
         out.push_str("\nfailures:\n");

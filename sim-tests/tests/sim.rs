@@ -8,7 +8,7 @@ use tally_sim_tests::summary::table;
 use tally_sim_tests::{run, PlantedBug, Report, SimConfig};
 
 /// Seeds CI runs on every change (seeds 0..CI_SEEDS); `SIM_CI_SEEDS` overrides.
-const CI_SEEDS: u64 = 200;
+const CI_SEEDS: u64 = 100;
 /// Seeds within which each planted bug must be found.
 const DETECTION_SEEDS_MAX: u64 = 12;
 
@@ -72,13 +72,36 @@ fn ci_seed_range_passes_every_checker() {
     assert!(faults >= seeds * 3, "only {faults} faults in {seeds} seeds");
     assert!(crashes >= 1, "no node crashed in {seeds} seeds");
     assert!(acked >= seeds * 20, "only {acked} transfers acknowledged");
+    let kind = |name: &str| -> u64 { reports.iter().filter_map(|r| r.faults.get(name)).sum() };
+    assert!(
+        kind("gateway crash") >= 1,
+        "no gateway crashed in {seeds} seeds"
+    );
+    assert!(
+        kind("psp lost response") >= 1,
+        "the PSP never lost a response in {seeds} seeds"
+    );
+    let checkouts: u64 = reports.iter().map(|r| r.checkouts).sum();
+    let captured: u64 = reports.iter().map(|r| r.psp_captures).sum();
+    let refunds: u64 = reports.iter().map(|r| r.refunds).sum();
+    let paid: u64 = reports.iter().map(|r| r.payouts_paid).sum();
+    assert!(
+        checkouts >= seeds * 12,
+        "only {checkouts} checkouts created"
+    );
+    assert!(captured >= seeds * 10, "only {captured} PSP captures");
+    assert!(refunds >= seeds, "only {refunds} refunds");
+    assert!(paid >= seeds, "only {paid} payouts paid");
 }
 
+/// Replaying a seed means running it again in a fresh process (`SIM_SEED=N`): two processes
+/// running seed 7 must write the same trace, and seed 8 another.
 #[test]
 fn the_same_seed_gives_the_same_trace_hash() {
-    let config = SimConfig::for_seed(7);
-    let first = run(&config);
-    let second = run(&config);
+    let seed_7 = || run_seeds(1, &["--from", "7"]).remove(0);
+    let first = seed_7();
+    let second = seed_7();
+    assert_eq!(first.seed, 7);
     assert!(first.passed(), "{:?}", first.failures);
     assert!(
         first.trace_lines > 100,
@@ -92,7 +115,7 @@ fn the_same_seed_gives_the_same_trace_hash() {
         first.trace_lines,
         second.trace_lines
     );
-    let other = run(&SimConfig::for_seed(8));
+    let other = run_seeds(1, &["--from", "8"]).remove(0);
     assert_ne!(
         first.trace_hash, other.trace_hash,
         "seeds 7 and 8 ran alike"
@@ -116,6 +139,16 @@ fn a_run_without_faults_passes_and_acknowledges_most_work() {
         report.ops_answered >= 60,
         "{} operations answered",
         report.ops_answered
+    );
+    assert_eq!(
+        report.checkouts,
+        (config.shops * config.payments_per_shop) as u64,
+        "every checkout created"
+    );
+    assert!(
+        report.psp_captures >= 5,
+        "{} PSP captures",
+        report.psp_captures
     );
 }
 
@@ -156,5 +189,23 @@ fn checkers_find_an_append_acknowledged_before_sync() {
     assert!(
         found.is_some(),
         "appends acknowledged before sync went unnoticed for {DETECTION_SEEDS_MAX} seeds"
+    );
+}
+
+#[test]
+fn checkers_find_a_webhook_applied_without_dedupe() {
+    let found = seeds_to_find(PlantedBug::WebhookAppliedWithoutDedupe);
+    assert!(
+        found.is_some(),
+        "webhooks applied without dedupe went unnoticed for {DETECTION_SEEDS_MAX} seeds"
+    );
+}
+
+#[test]
+fn checkers_find_a_lease_ignored() {
+    let found = seeds_to_find(PlantedBug::LeaseIgnored);
+    assert!(
+        found.is_some(),
+        "an ignored lease went unnoticed for {DETECTION_SEEDS_MAX} seeds"
     );
 }

@@ -1,7 +1,7 @@
 //! One gateway process: the public gRPC services (payments, merchants, health, reflection), the
 //! HTTP side (JSON facade, PSP webhooks, health, metrics) and the PSP executor, all stopped by
-//! one shutdown signal. The binary and the end-to-end tests both start gateways through
-//! [`serve`], so the tests run exactly what operators run.
+//! one shutdown signal. The binary and the end-to-end tests start gateways through [`serve`], the
+//! simulation through [`serve_incoming`] on its own sockets: the same code either way.
 
 use crate::api::facade::{self, FacadeState};
 use crate::api::grpc::PaymentsGrpc;
@@ -16,10 +16,14 @@ use crate::webhook_dispatcher::{Dispatcher, DispatcherConfig};
 use crate::ConfigError;
 use std::future::Future;
 use std::sync::Arc;
+use tally_net::{Dialer, Protocols};
 use tally_proto::client::LedgerClient;
 use tally_psp::Psp;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::service::Routes;
 
 /// Everything a gateway needs besides its listeners.
 pub struct GatewaySettings {
@@ -36,28 +40,69 @@ pub struct GatewaySettings {
     pub seed: Option<u64>,
 }
 
+/// What a gateway takes from its surroundings: the cluster, the PSP, the clock, and how it
+/// reaches merchants' webhook endpoints. A simulation passes its own of each.
+#[derive(Clone)]
+pub struct GatewayEnv {
+    pub ledger: LedgerClient,
+    pub psp: Arc<dyn Psp>,
+    pub clock: Clock,
+    pub dialer: Dialer,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
     #[error("gRPC reflection could not load the descriptors: {0}")]
     Reflection(String),
-    #[error("serving gRPC failed: {0}")]
-    Grpc(#[from] tonic::transport::Error),
-    #[error("serving HTTP failed: {0}")]
-    Http(#[from] std::io::Error),
 }
 
-/// Serves until `shutdown` resolves; in-flight requests finish first.
+/// Serves on OS listeners until `shutdown` resolves; in-flight requests finish first.
 pub async fn serve(
     settings: GatewaySettings,
-    ledger: LedgerClient,
-    psp: Arc<dyn Psp>,
-    clock: Clock,
+    env: GatewayEnv,
     grpc_listener: TcpListener,
     http_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
+    // Small requests must not wait for Nagle's algorithm.
+    let nodelay = |stream: std::io::Result<tokio::net::TcpStream>| {
+        stream.inspect(|stream| {
+            let _ = stream.set_nodelay(true);
+        })
+    };
+    serve_incoming(
+        settings,
+        env,
+        TcpListenerStream::new(grpc_listener).map(nodelay),
+        TcpListenerStream::new(http_listener).map(nodelay),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] on any streams of accepted connections (a simulation's sockets).
+pub async fn serve_incoming<G, GIo, H, HIo, E>(
+    settings: GatewaySettings,
+    env: GatewayEnv,
+    grpc_incoming: G,
+    http_incoming: H,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError>
+where
+    G: Stream<Item = Result<GIo, E>>,
+    GIo: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Stream<Item = Result<HIo, E>>,
+    HIo: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    E: std::fmt::Display,
+{
+    let GatewayEnv {
+        ledger,
+        psp,
+        clock,
+        dialer,
+    } = env;
     let metrics = Arc::new(Metrics::new());
     let psp_name = settings.api.psp_name.to_string();
     let rng = match settings.seed {
@@ -88,18 +133,15 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tally_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| GatewayError::Reflection(e.to_string()))?;
-    let grpc_server = tonic::transport::Server::builder()
-        .add_service(grpc.payments_service())
+    let routes = Routes::new(grpc.payments_service())
         .add_service(grpc.merchants_service())
         .add_service(grpc.payouts_service())
         .add_service(grpc.dead_letters_service())
         .add_service(grpc.webhooks_service())
         .add_service(health_service)
-        .add_service(reflection)
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(grpc_listener),
-            stopped(stop_rx.clone()),
-        );
+        .add_service(reflection);
+    let grpc_server =
+        tally_net::serve(routes, Protocols::Http2Only, grpc_incoming, stop_rx.clone());
 
     let router = http::router(HttpState {
         ledger: ledger.clone(),
@@ -112,14 +154,12 @@ pub async fn serve(
         api,
         metrics: metrics.clone(),
     }));
-    let http_server = {
-        let stop_rx = stop_rx.clone();
-        async move {
-            axum::serve(http_listener, router)
-                .with_graceful_shutdown(stopped(stop_rx))
-                .await
-        }
-    };
+    let http_server = tally_net::serve(
+        router,
+        Protocols::Http1AndHttp2,
+        http_incoming,
+        stop_rx.clone(),
+    );
 
     let payout_task = {
         let stop_rx = stop_rx.clone();
@@ -144,7 +184,8 @@ pub async fn serve(
         async move {
             if let Some(config) = config {
                 let seed = seed.unwrap_or_else(rand::random);
-                let dispatcher = Dispatcher::new(ledger, config, clock, seed).with_metrics(metrics);
+                let dispatcher =
+                    Dispatcher::new(ledger, config, clock, seed, &dialer).with_metrics(metrics);
                 dispatcher.run(stopped(stop_rx)).await;
             }
         }
@@ -164,7 +205,7 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
-    let (grpc_result, http_result, (), (), (), ()) = tokio::join!(
+    tokio::join!(
         grpc_server,
         http_server,
         executor_task,
@@ -172,7 +213,5 @@ pub async fn serve(
         dispatcher_task,
         stopper
     );
-    grpc_result?;
-    http_result?;
     Ok(())
 }

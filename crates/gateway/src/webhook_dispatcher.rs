@@ -12,16 +12,18 @@ use crate::backoff::Backoff;
 use crate::executor::Clock;
 use crate::metrics::Metrics;
 use crate::worker::{run_sweeps, RetrySchedule};
+use bytes::Bytes;
 use futures::StreamExt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tally_ledger::format_amount;
 use tally_ledger::limits::{DELIVERY_EXCERPT_BYTES_MAX, NANOS_PER_SECOND};
 use tally_ledger::payment::{
     Delivery, DeliveryAttempt, DeliveryOutcome, PaymentCommand, PaymentOutcome, PaymentQuery,
     PaymentQueryResult, WebhookEndpoint,
 };
+use tally_net::{Dialer, HttpClient};
 use tally_proto::client::{ClientError, LedgerClient};
+use tokio::time::Instant;
 
 /// The header merchants verify.
 pub const SIGNATURE_HEADER: &str = "tally-signature";
@@ -66,7 +68,8 @@ pub enum DispatcherError {
 
 pub struct Dispatcher {
     ledger: LedgerClient,
-    http: reqwest::Client,
+    /// Follows no redirects: an endpoint answers for itself.
+    http: HttpClient,
     config: DispatcherConfig,
     clock: Clock,
     retries: RetrySchedule,
@@ -109,12 +112,15 @@ pub fn signature_header(secrets: &[String], timestamp_s: u64, body: &[u8]) -> St
 }
 
 impl Dispatcher {
-    pub fn new(ledger: LedgerClient, config: DispatcherConfig, clock: Clock, seed: u64) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(config.request_timeout_ms))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+    /// `dialer`: how endpoints are reached (OS TCP in production).
+    pub fn new(
+        ledger: LedgerClient,
+        config: DispatcherConfig,
+        clock: Clock,
+        seed: u64,
+        dialer: &Dialer,
+    ) -> Self {
+        let http = HttpClient::new(dialer, config.request_timeout_ms);
         Dispatcher {
             ledger,
             http,
@@ -232,31 +238,27 @@ impl Dispatcher {
         let body = event_body(delivery);
         let timestamp_s = (self.clock)() / NANOS_PER_SECOND;
         let started = Instant::now();
+        let signature = signature_header(&endpoint.secrets, timestamp_s, &body);
         let sent = self
             .http
-            .post(&endpoint.url)
-            .header("content-type", "application/json")
-            .header("tally-event-id", &delivery.event.event_id)
-            .header(
-                SIGNATURE_HEADER,
-                signature_header(&endpoint.secrets, timestamp_s, &body),
+            .request(
+                http::Method::POST,
+                &endpoint.url,
+                &[
+                    ("content-type", "application/json"),
+                    ("tally-event-id", &delivery.event.event_id),
+                    (SIGNATURE_HEADER, &signature),
+                ],
+                Bytes::from(body),
             )
-            .body(body)
-            .send()
             .await;
         let (status, excerpt) = match sent {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                // Read no more than the excerpt keeps: an endpoint's answer can be any size.
-                let mut bytes = Vec::new();
-                while bytes.len() < DELIVERY_EXCERPT_BYTES_MAX {
-                    match response.chunk().await {
-                        Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-                bytes.truncate(DELIVERY_EXCERPT_BYTES_MAX);
-                (status, String::from_utf8_lossy(&bytes).into_owned())
+            Ok(response) => {
+                let kept = response.body.len().min(DELIVERY_EXCERPT_BYTES_MAX);
+                (
+                    response.status.as_u16(),
+                    String::from_utf8_lossy(&response.body[..kept]).into_owned(),
+                )
             }
             Err(error) => (0, error.to_string()),
         };

@@ -7,9 +7,11 @@ use crate::model::{
     Charge, ChargeRequest, Payout, PayoutRequest, Refund, RefundRequest, SimLedgerRow, WebhookEvent,
 };
 use crate::Psp;
+use bytes::Bytes;
+use http::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::time::Duration;
+use tally_net::{Dialer, HttpClient, HttpError, HttpResponse};
 
 #[derive(Clone, Debug)]
 pub struct SimPspConfig {
@@ -24,7 +26,7 @@ pub struct SimPspConfig {
 
 pub struct SimPsp {
     config: SimPspConfig,
-    http: reqwest::Client,
+    http: HttpClient,
 }
 
 #[derive(serde::Deserialize)]
@@ -39,11 +41,14 @@ struct ErrorDetail {
 }
 
 impl SimPsp {
+    /// Reaches the PSP over OS TCP.
     pub fn new(config: SimPspConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(config.timeout_ms))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        SimPsp::with_dialer(config, &Dialer::tcp())
+    }
+
+    /// Reaches the PSP through `dialer` (a simulation's sockets).
+    pub fn with_dialer(config: SimPspConfig, dialer: &Dialer) -> Self {
+        let http = HttpClient::new(dialer, config.timeout_ms);
         SimPsp { config, http }
     }
 
@@ -51,30 +56,26 @@ impl SimPsp {
         format!("{}{path}", self.config.base_url.trim_end_matches('/'))
     }
 
-    async fn send<T: DeserializeOwned>(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<T, PspError> {
-        let response = request.send().await.map_err(|e| {
-            if e.is_timeout() {
+    fn read<T: DeserializeOwned>(answer: Result<HttpResponse, HttpError>) -> Result<T, PspError> {
+        let response = answer.map_err(|e| match e {
+            HttpError::Timeout { .. } => {
                 PspError::retryable("timeout", format!("the PSP did not answer in time: {e}"))
-            } else {
+            }
+            HttpError::Send(_) => {
                 PspError::retryable("psp_unavailable", format!("the PSP is unreachable: {e}"))
             }
-        })?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| {
-            PspError::retryable(
+            HttpError::Body(_) => PspError::retryable(
                 "psp_unavailable",
                 format!("the PSP's answer broke off: {e}"),
-            )
+            ),
         })?;
-        if (200..300).contains(&status) {
-            return serde_json::from_slice(&body).map_err(|e| {
+        let status = response.status.as_u16();
+        if response.status.is_success() {
+            return serde_json::from_slice(&response.body).map_err(|e| {
                 PspError::retryable("psp_bad_response", format!("unreadable PSP answer: {e}"))
             });
         }
-        match serde_json::from_slice::<ErrorBody>(&body) {
+        match serde_json::from_slice::<ErrorBody>(&response.body) {
             Ok(error) => Err(PspError::from_http(
                 status,
                 &error.error.code,
@@ -88,32 +89,61 @@ impl SimPsp {
         }
     }
 
+    async fn get<T: DeserializeOwned>(&self, path_and_query: &str) -> Result<T, PspError> {
+        Self::read(
+            self.http
+                .request(Method::GET, &self.url(path_and_query), &[], Bytes::new())
+                .await,
+        )
+    }
+
+    /// POSTs `body` as JSON, under `idempotency_key` when there is one.
     async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
-        idempotency_key: &str,
+        idempotency_key: Option<&str>,
         body: &B,
     ) -> Result<T, PspError> {
-        let request = self
-            .http
-            .post(self.url(path))
-            .header("idempotency-key", idempotency_key)
-            .json(body);
-        self.send(request).await
+        let body = serde_json::to_vec(body).map_err(|e| {
+            PspError::terminal("invalid_request", format!("unencodable request: {e}"))
+        })?;
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(key) = idempotency_key {
+            headers.push(("idempotency-key", key));
+        }
+        Self::read(
+            self.http
+                .request(Method::POST, &self.url(path), &headers, Bytes::from(body))
+                .await,
+        )
+    }
+
+    /// `GET path?idempotency_key=key`: `None` when the PSP knows no such key.
+    async fn by_key<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+    ) -> Result<Option<T>, PspError> {
+        let query = serde_urlencoded::to_string([("idempotency_key", key)]).map_err(|e| {
+            PspError::terminal("invalid_request", format!("unencodable key {key:?}: {e}"))
+        })?;
+        match self.get::<T>(&format!("{path}?{query}")).await {
+            Ok(found) => Ok(Some(found)),
+            Err(error) if error.code == "not_found" => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// The simulator's own record of every money movement (tests and reconciliation).
     pub async fn sim_ledger(&self) -> Result<Vec<SimLedgerRow>, PspError> {
-        self.send(self.http.get(self.url("/v1/sim/ledger"))).await
+        self.get("/v1/sim/ledger").await
     }
 
     /// Makes the next `count` money calls fail with `fault` (`timeout`, `error_500`,
     /// `lost_response`, `invalid_request`, `latency=<ms>`).
     pub async fn inject_faults(&self, fault: &str, count: u32) -> Result<(), PspError> {
         let body = serde_json::json!({ "fault": fault, "count": count });
-        let _: serde_json::Value = self
-            .send(self.http.post(self.url("/v1/sim/faults")).json(&body))
-            .await?;
+        let _: serde_json::Value = self.post("/v1/sim/faults", None, &body).await?;
         Ok(())
     }
 
@@ -125,10 +155,10 @@ impl SimPsp {
         succeed: bool,
     ) -> Result<Charge, PspError> {
         let body = serde_json::json!({ "succeed": succeed });
-        self.send(
-            self.http
-                .post(self.url(&format!("/v1/sim/charges/{charge_id}/complete")))
-                .json(&body),
+        self.post(
+            &format!("/v1/sim/charges/{charge_id}/complete"),
+            None,
+            &body,
         )
         .await
     }
@@ -138,7 +168,7 @@ impl SimPsp {
 impl Psp for SimPsp {
     async fn charge(&self, request: ChargeRequest) -> Result<Charge, PspError> {
         let key = request.idempotency_key.clone();
-        self.post("/v1/charges", &key, &request).await
+        self.post("/v1/charges", Some(&key), &request).await
     }
 
     async fn capture(
@@ -150,7 +180,7 @@ impl Psp for SimPsp {
         let body = serde_json::json!({ "amount_minor": amount_minor });
         self.post(
             &format!("/v1/charges/{charge_id}/capture"),
-            idempotency_key,
+            Some(idempotency_key),
             &body,
         )
         .await
@@ -160,7 +190,7 @@ impl Psp for SimPsp {
         let body = serde_json::json!({});
         self.post(
             &format!("/v1/charges/{charge_id}/cancel"),
-            idempotency_key,
+            Some(idempotency_key),
             &body,
         )
         .await
@@ -168,36 +198,20 @@ impl Psp for SimPsp {
 
     async fn refund(&self, request: RefundRequest) -> Result<Refund, PspError> {
         let key = request.idempotency_key.clone();
-        self.post("/v1/refunds", &key, &request).await
+        self.post("/v1/refunds", Some(&key), &request).await
     }
 
     async fn charge_status(&self, idempotency_key: &str) -> Result<Option<Charge>, PspError> {
-        let request = self
-            .http
-            .get(self.url("/v1/charges"))
-            .query(&[("idempotency_key", idempotency_key)]);
-        match self.send::<Charge>(request).await {
-            Ok(charge) => Ok(Some(charge)),
-            Err(error) if error.code == "not_found" => Ok(None),
-            Err(error) => Err(error),
-        }
+        self.by_key("/v1/charges", idempotency_key).await
     }
 
     async fn payout(&self, request: PayoutRequest) -> Result<Payout, PspError> {
         let key = request.idempotency_key.clone();
-        self.post("/v1/payouts", &key, &request).await
+        self.post("/v1/payouts", Some(&key), &request).await
     }
 
     async fn payout_status(&self, idempotency_key: &str) -> Result<Option<Payout>, PspError> {
-        let request = self
-            .http
-            .get(self.url("/v1/payouts"))
-            .query(&[("idempotency_key", idempotency_key)]);
-        match self.send::<Payout>(request).await {
-            Ok(payout) => Ok(Some(payout)),
-            Err(error) if error.code == "not_found" => Ok(None),
-            Err(error) => Err(error),
-        }
+        self.by_key("/v1/payouts", idempotency_key).await
     }
 
     fn verify_webhook(

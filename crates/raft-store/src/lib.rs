@@ -8,7 +8,6 @@
 
 mod batcher;
 mod codec;
-mod grpc_server;
 mod keys;
 pub mod kv;
 mod ledger_state;

@@ -44,14 +44,8 @@ pub struct Network {
 }
 
 impl Network {
-    pub fn new(self_id: NodeId) -> Self {
-        Network {
-            self_id,
-            dialer: None,
-        }
-    }
-
-    pub fn with_dialer(self_id: NodeId, dialer: Option<Dialer>) -> Self {
+    /// `dialer`: `None` for OS TCP.
+    pub fn new(self_id: NodeId, dialer: Option<Dialer>) -> Self {
         Network { self_id, dialer }
     }
 }
@@ -72,7 +66,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                     .keep_alive_timeout(Duration::from_millis(KEEPALIVE_TIMEOUT_MS))
                     .keep_alive_while_idle(true);
                 let channel = match &self.dialer {
-                    Some(dialer) => dialer.channel(endpoint),
+                    Some(dialer) => tally_proto::dial::channel(dialer, endpoint),
                     None => endpoint.connect_lazy(),
                 };
                 RaftClient::new(channel)

@@ -3,7 +3,6 @@
 //! and a shutdown future, so the binary and the tests start it the same way.
 
 use crate::batcher::{Batcher, Clock};
-use crate::grpc_server;
 use crate::kv::Kv;
 use crate::log_store::{LogFault, LogStore};
 use crate::network::{Network, RaftRpcServer};
@@ -15,6 +14,7 @@ use openraft::{Config, SnapshotPolicy};
 use std::future::Future;
 use std::sync::Arc;
 use tally_ledger::PlantedBugs;
+use tally_net::{serve, Protocols};
 use tally_proto::dial::Dialer;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -128,7 +128,7 @@ impl<K: Kv> Node<K> {
         let raft = Raft::new(
             id,
             Arc::new(config),
-            Network::with_dialer(id, env.dialer),
+            Network::new(id, env.dialer),
             LogStore::with_fault(kv.clone(), env.log_fault),
             StateMachine::with_bugs(kv.clone(), env.ledger_bugs),
         )
@@ -191,17 +191,23 @@ impl<K: Kv> Node<K> {
         let api_routes = Routes::new(ledger.into_service())
             .add_service(payments.into_service())
             .add_service(admin.into_service());
-        let raft_server = grpc_server::serve(raft_routes, raft_incoming, stop_rx.clone());
-        let api_server = grpc_server::serve(api_routes, api_incoming, stop_rx);
+        // The routes go through `tally_net::serve` rather than tonic's server: no wall-clock
+        // `Date` header, so a simulated run of one seed sends the same bytes every time.
+        let raft_server = serve(
+            raft_routes,
+            Protocols::Http2Only,
+            raft_incoming,
+            stop_rx.clone(),
+        );
+        let api_server = serve(api_routes, Protocols::Http2Only, api_incoming, stop_rx);
         let raft = self.raft.clone();
         let stopper = async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         };
-        let (raft_result, api_result, ()) = tokio::join!(raft_server, api_server, stopper);
-        let shutdown_result = raft.shutdown().await;
-        raft_result?;
-        api_result?;
-        shutdown_result.map_err(|e| NodeError::Raft(e.to_string()))
+        tokio::join!(raft_server, api_server, stopper);
+        raft.shutdown()
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))
     }
 }

@@ -28,8 +28,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 use tally_proto::payments as pb;
+use tokio::time::Instant;
 
 /// JSON bodies above this are refused before parsing.
 pub const JSON_BODY_BYTES_MAX: usize = 256 * 1024;

@@ -7,13 +7,13 @@ use crate::metrics::Metrics;
 use prost::Message;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 use tally_proto::payments as pb;
 use tally_proto::payments::dead_letters_server::{DeadLetters, DeadLettersServer};
 use tally_proto::payments::merchants_server::{Merchants, MerchantsServer};
 use tally_proto::payments::payments_server::{Payments, PaymentsServer};
 use tally_proto::payments::payouts_server::{Payouts, PayoutsServer};
 use tally_proto::payments::webhook_endpoints_server::{WebhookEndpoints, WebhookEndpointsServer};
+use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 /// Largest request either public service accepts, in bytes: a checkout of 16 orders with full

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tally_gateway::api::ApiConfig;
 use tally_gateway::executor::{Clock, ExecutorConfig};
 use tally_gateway::payout_worker::PayoutWorkerConfig;
-use tally_gateway::server::{serve, GatewaySettings};
+use tally_gateway::server::{serve, GatewayEnv, GatewaySettings};
 use tally_gateway::webhook_dispatcher::DispatcherConfig;
 use tally_gateway::{Backoff, FallbackLimits, RateLimitConfig, RiskRules, Secret, VelocityRules};
 use tally_ledger::payment::PspName;
@@ -305,11 +305,15 @@ async fn main() -> Result<()> {
             .unwrap_or(0)
     });
     tracing::info!(grpc = %args.grpc_listen, http = %args.http_listen, psp = %args.psp_url, nodes = ?args.nodes, executor = !args.no_executor, "gateway started");
-    serve(
-        settings,
+    let env = GatewayEnv {
         ledger,
         psp,
         clock,
+        dialer: tally_net::Dialer::tcp(),
+    };
+    serve(
+        settings,
+        env,
         grpc_listener,
         http_listener,
         shutdown_signal(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tally_gateway::api::ApiConfig;
 use tally_gateway::executor::{Clock, Executor, ExecutorConfig};
-use tally_gateway::server::{serve, GatewaySettings};
+use tally_gateway::server::{serve, GatewayEnv, GatewaySettings};
 use tally_gateway::{Backoff, FallbackLimits, RateLimitConfig, RiskRules, Secret, VelocityRules};
 use tally_ledger::payment::chart;
 use tally_ledger::payment::{
@@ -199,11 +199,15 @@ impl Stack {
             seed: Some(7),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let env = GatewayEnv {
+            ledger: self.ledger.clone(),
+            psp: self.psp.clone(),
+            clock: system_clock(),
+            dialer: tally_net::Dialer::tcp(),
+        };
         let task = tokio::spawn(serve(
             settings,
-            self.ledger.clone(),
-            self.psp.clone(),
-            system_clock(),
+            env,
             grpc_listener,
             http_listener,
             async move {

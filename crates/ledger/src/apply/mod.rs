@@ -66,11 +66,18 @@ pub fn apply<S: LedgerRead>(
 pub struct PlantedBugs {
     /// A retried transfer (its id already taken) applies again instead of answering `exists`.
     pub transfer_applies_twice: bool,
+    /// A PSP webhook reporting a capture posts the money again for an order already captured
+    /// (no dedupe by event or by state), under a transfer id of its event.
+    pub webhook_applied_without_dedupe: bool,
+    /// `ClaimOrder` grants a claim while another executor's lease is still running.
+    pub lease_ignored: bool,
 }
 
 impl PlantedBugs {
     pub const NONE: PlantedBugs = PlantedBugs {
         transfer_applies_twice: false,
+        webhook_applied_without_dedupe: false,
+        lease_ignored: false,
     };
 }
 

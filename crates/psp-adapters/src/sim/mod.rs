@@ -28,6 +28,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
@@ -35,7 +36,9 @@ use state::{Refusal, SimState};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tally_net::{Dialer, HttpClient, Protocols};
 use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
 
 /// How long a `timeout` fault keeps the client waiting by default: longer than any sane client
 /// deadline.
@@ -43,6 +46,32 @@ const TIMEOUT_FAULT_MS: u64 = 30_000;
 /// Webhook deliveries per event before giving up (tests can resend).
 const WEBHOOK_ATTEMPTS_MAX: u32 = 5;
 const WEBHOOK_BACKOFF_BASE_MS: u64 = 100;
+/// Deadline of one webhook POST.
+const WEBHOOK_TIMEOUT_MS: u64 = 5_000;
+
+/// The simulator's wall clock, Unix ms: the system's, or a simulation's.
+pub type WallClockMs = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// What the simulator takes from its surroundings: its clock and how it reaches the webhook
+/// receiver. Production: the system clock and OS TCP; a simulation passes its own.
+#[derive(Clone)]
+pub struct SimEnv {
+    pub clock_ms: WallClockMs,
+    pub dialer: Dialer,
+}
+
+impl Default for SimEnv {
+    fn default() -> Self {
+        SimEnv {
+            clock_ms: Arc::new(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            }),
+            dialer: Dialer::tcp(),
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -94,41 +123,102 @@ impl Default for SimConfig {
     }
 }
 
+/// One simulated PSP: its state, behind the HTTP API [`Sim::router`] serves. A simulation keeps
+/// the handle to inject faults and to read the PSP's own money record between steps.
 #[derive(Clone)]
-struct Sim {
+pub struct Sim {
     state: Arc<Mutex<SimState>>,
     config: Arc<SimConfig>,
-    http: reqwest::Client,
+    http: HttpClient,
     chaos_rng: Arc<Mutex<StdRng>>,
+    clock_ms: WallClockMs,
 }
 
 impl Sim {
+    /// A simulator on the system clock, sending webhooks over OS TCP.
+    pub fn new(config: SimConfig) -> Self {
+        Sim::with_env(config, SimEnv::default())
+    }
+
+    pub fn with_env(config: SimConfig, env: SimEnv) -> Self {
+        let mut state = SimState::new(config.public_url.clone());
+        for (text, count) in &config.faults {
+            let queued = Fault::parse(text)
+                .ok_or(())
+                .and_then(|fault| state.queue_faults(fault, *count).map_err(|_| ()));
+            if queued.is_err() {
+                tracing::warn!(fault = %text, count, "start-up fault not queued (unknown, or over the bound)");
+            }
+        }
+        Sim {
+            state: Arc::new(Mutex::new(state)),
+            http: HttpClient::new(&env.dialer, WEBHOOK_TIMEOUT_MS),
+            chaos_rng: Arc::new(Mutex::new(StdRng::seed_from_u64(config.webhook_chaos.seed))),
+            config: Arc::new(config),
+            clock_ms: env.clock_ms,
+        }
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, SimState> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
 
-pub fn router(config: SimConfig) -> Router {
-    let mut state = SimState::new(config.public_url.clone());
-    for (text, count) in &config.faults {
-        let queued = Fault::parse(text)
-            .ok_or(())
-            .and_then(|fault| state.queue_faults(fault, *count).map_err(|_| ()));
-        if queued.is_err() {
-            tracing::warn!(fault = %text, count, "start-up fault not queued (unknown, or over the bound)");
+    fn now_ms(&self) -> u64 {
+        (self.clock_ms)()
+    }
+
+    fn now_s(&self) -> u64 {
+        self.now_ms() / 1_000
+    }
+
+    /// Makes the next `count` money calls meet `fault`.
+    pub fn queue_faults(&self, fault: Fault, count: u32) -> Result<(), String> {
+        self.state()
+            .queue_faults(fault, count)
+            .map_err(|refusal| refusal.message)
+    }
+
+    /// Drops every queued fault (a simulation's faults end with its fault window).
+    pub fn clear_faults(&self) {
+        while self.state().next_fault().is_some() {}
+    }
+
+    /// Every money movement so far, in order.
+    pub fn money_record(&self) -> Vec<crate::model::SimLedgerRow> {
+        self.state().ledger()
+    }
+
+    /// Every charge so far, by charge id.
+    pub fn charges(&self) -> Vec<Charge> {
+        self.state().charges()
+    }
+
+    /// The buyer finishes a pending charge; the signed webhook goes out as chaos allows.
+    pub fn complete_pending(&self, charge_id: &str, succeed: bool) -> Result<Charge, String> {
+        let completed = self.state().complete(charge_id, succeed, self.now_s());
+        match completed {
+            Ok((charge, event)) => {
+                tokio::spawn(deliver(self.clone(), event));
+                Ok(charge)
+            }
+            Err(refused) => Err(refused.message),
         }
     }
-    let sim = Sim {
-        state: Arc::new(Mutex::new(state)),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new()),
-        chaos_rng: Arc::new(Mutex::new(StdRng::seed_from_u64(config.webhook_chaos.seed))),
-        config: Arc::new(config),
-    };
+
+    /// The HTTP API over this simulator.
+    pub fn router(&self) -> Router {
+        router_over(self.clone())
+    }
+}
+
+/// The HTTP API of a fresh simulator (system clock, OS TCP).
+pub fn router(config: SimConfig) -> Router {
+    Sim::new(config).router()
+}
+
+fn router_over(sim: Sim) -> Router {
     Router::new()
         .route("/v1/charges", post(create_charge).get(charge_by_key))
         .route("/v1/charges/{id}", get(charge_by_id))
@@ -147,7 +237,16 @@ pub fn router(config: SimConfig) -> Router {
 
 /// Serves the simulator on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, config: SimConfig) -> std::io::Result<()> {
-    axum::serve(listener, router(config)).await
+    // The stop sender lives as long as this future: dropping the task stops the server.
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tally_net::serve(
+        router(config),
+        Protocols::Http1AndHttp2,
+        TcpListenerStream::new(listener),
+        stop_rx,
+    )
+    .await;
+    Ok(())
 }
 
 fn error(status: u16, code: &str, message: impl Into<String>) -> Response {
@@ -170,18 +269,6 @@ fn idempotency_key(headers: &HeaderMap) -> Option<String> {
         .and_then(|value| value.to_str().ok())
         .filter(|key| !key.is_empty() && key.len() <= 255)
         .map(str::to_string)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 async fn create_charge(
@@ -327,7 +414,7 @@ async fn create_payout(
         Err(response) => return *response,
     };
     let fingerprint = serde_json::to_string(&request).unwrap_or_default();
-    let now = now_ms();
+    let now = sim.now_ms();
     let arrives_at_ms = now + sim.config.payout_settle_ms;
     with_fault(fault, sim.config.timeout_fault_ms, || {
         sim.state()
@@ -337,7 +424,9 @@ async fn create_payout(
 }
 
 async fn payout_by_key(State(sim): State<Sim>, Query(query): Query<KeyQuery>) -> Response {
-    let payout = sim.state().payout_by_key(&query.idempotency_key, now_ms());
+    let payout = sim
+        .state()
+        .payout_by_key(&query.idempotency_key, sim.now_ms());
     match payout {
         Some(payout) => ok(payout),
         None => error(404, "not_found", "no payout under this idempotency key"),
@@ -415,7 +504,7 @@ async fn complete(
     Path(id): Path<String>,
     Json(body): Json<CompleteBody>,
 ) -> Response {
-    let completed = sim.state().complete(&id, body.succeed, now_s());
+    let completed = sim.state().complete(&id, body.succeed, sim.now_s());
     match completed {
         Ok((charge, event)) => {
             tokio::spawn(deliver(sim.clone(), event));
@@ -484,7 +573,7 @@ async fn pay(
     } else {
         form.get("approve").map(String::as_str) == Some("yes")
     };
-    let completed = sim.state().complete(&page.charge_id, succeed, now_s());
+    let completed = sim.state().complete(&page.charge_id, succeed, sim.now_s());
     let (charge, event) = match completed {
         Ok(done) => done,
         Err(refused) => return refusal(refused),
@@ -589,16 +678,20 @@ async fn deliver_once(sim: Sim, event: WebhookEvent) -> bool {
         Err(_) => return false,
     };
     for attempt in 0..WEBHOOK_ATTEMPTS_MAX {
-        let signature = crate::webhook::sign(&sim.config.webhook_secret, now_s(), &body);
+        let signature = crate::webhook::sign(&sim.config.webhook_secret, sim.now_s(), &body);
         let sent = sim
             .http
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("tally-psp-signature", signature)
-            .body(body.clone())
-            .send()
+            .request(
+                http::Method::POST,
+                &url,
+                &[
+                    ("content-type", "application/json"),
+                    ("tally-psp-signature", &signature),
+                ],
+                Bytes::from(body.clone()),
+            )
             .await;
-        if sent.is_ok_and(|response| response.status().is_success()) {
+        if sent.is_ok_and(|response| response.status.is_success()) {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(WEBHOOK_BACKOFF_BASE_MS << attempt)).await;

@@ -344,6 +344,11 @@ impl SimState {
         }
     }
 
+    /// Every charge, in charge-id order.
+    pub fn charges(&self) -> Vec<Charge> {
+        self.charges.values().cloned().collect()
+    }
+
     pub fn charge_by_id(&self, charge_id: &str) -> Option<Charge> {
         self.charges.get(charge_id).cloned()
     }

@@ -50,7 +50,8 @@ pub(super) fn claim<S: LedgerRead>(
     match order.state {
         OrderState::NotStarted => {}
         OrderState::RetryScheduled { not_before_ns } if not_before_ns <= now_ns => {}
-        OrderState::Executing { lease_until_ns } if lease_until_ns <= now_ns => {}
+        OrderState::Executing { lease_until_ns }
+            if lease_until_ns <= now_ns || txn.bugs.lease_ignored => {}
         OrderState::Executing { lease_until_ns }
         | OrderState::RetryScheduled {
             not_before_ns: lease_until_ns,
@@ -141,6 +142,14 @@ pub(super) fn record_outcome<S: LedgerRead>(
         .order_mut(order_id)
         .expect("payment_of found the order");
     check_outcome(outcome, order)?;
+    if let (Some(event_id), true) = (event_id, txn.bugs.webhook_applied_without_dedupe) {
+        if let (ChargeOutcome::Captured { amount_minor, .. }, true) =
+            (outcome, order.state.is_final())
+        {
+            repost_capture_planted_bug(txn, &order.clone(), &psp, event_id, *amount_minor, now_ns)?;
+            return unchanged(payment);
+        }
+    }
     if event_id.is_some_and(|id| order.webhook_events.iter().any(|seen| seen == id)) {
         return unchanged(payment);
     }
@@ -247,6 +256,35 @@ pub(super) fn record_outcome<S: LedgerRead>(
     }
     order.updated_at_ns = now_ns;
     changed(txn, payment, now_ns)
+}
+
+/// The planted bug `webhook_applied_without_dedupe`: a naive handler pays the seller for every
+/// capture event it receives, so an order already captured has the money posted once more, from
+/// the PSP receivable straight to the seller's available funds, under an id of the event. Every
+/// balance rule and the order's own accounting still hold; only the PSP's record shows the charge
+/// twice. Never runs in production.
+fn repost_capture_planted_bug<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    order: &Order,
+    psp: &crate::payment::PspName,
+    event_id: &str,
+    amount_minor: u64,
+    now_ns: u64,
+) -> Result<(), PaymentError> {
+    use crate::payment::chart::{self, transfer_code, Role};
+    let currency = order.currency;
+    let available = chart::merchant_available(&order.seller_id, currency);
+    super::postings::ensure_account(txn, available, Role::MerchantAvailable, currency, now_ns)?;
+    let id = chart::order_transfer(&format!("charge:{event_id}"), &order.order_id);
+    let movement = super::postings::single(
+        id,
+        chart::psp_receivable(psp, currency),
+        available,
+        amount_minor,
+        currency,
+        transfer_code::CHARGE,
+    );
+    super::postings::post(txn, &order.order_id, movement)
 }
 
 pub(super) fn record_capture<S: LedgerRead>(
