@@ -14,6 +14,9 @@ run:
 
 # A long simulation run: SEEDS seeds from FROM, a progress bar, then the summary table.
 # Replay one seed with: SIM_SEED=N cargo run -p tally-sim-tests --bin tally-sim -- --verbose
+# The binary comes from the workspace build the tests use: `cargo run -p` resolves features for
+# one package and would build RocksDB's C++ a second time.
 sim:
 	scripts/install-deps.sh
-	cargo run -p tally-sim-tests --bin tally-sim -- --seeds $(SEEDS) --from $(FROM)
+	cargo test --workspace --no-run
+	$(CARGO_TARGET_DIR)/debug/tally-sim --seeds $(SEEDS) --from $(FROM)
