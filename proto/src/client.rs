@@ -111,14 +111,12 @@ impl ClientError {
 }
 
 fn describe(status: &Status) -> String {
-    let mut text = format!("{:?}: {}", status.code(), status.message());
-    let mut source = status.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    format!(
+        "{:?}: {}{}",
+        status.code(),
+        status.message(),
+        tally_net::http_client::causes(status)
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -350,13 +348,7 @@ impl LedgerClient {
                     return Ok(client);
                 }
                 Ok(Err(error)) => {
-                    let mut text = error.to_string();
-                    let mut source = error.source();
-                    while let Some(cause) = source {
-                        text.push_str(": ");
-                        text.push_str(&cause.to_string());
-                        source = cause.source();
-                    }
+                    let text = tally_net::http_client::error_chain(&error);
                     last_error = format!("{uri}: {text}");
                 }
                 Err(_) => {

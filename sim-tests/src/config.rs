@@ -13,7 +13,8 @@ pub enum PlantedBug {
     AppendAckedBeforeSync,
     /// A PSP webhook reporting a capture posts the money again for an order already captured.
     WebhookAppliedWithoutDedupe,
-    /// The ledger grants an order's claim while another executor's lease still runs.
+    /// The ledger's order claim ignores its lease (it lapses within microseconds), so another
+    /// executor claims the order while the first one's PSP call is open.
     LeaseIgnored,
 }
 

@@ -10,13 +10,12 @@ use crate::config::SimConfig;
 use crate::net;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use tally_gateway::api::ApiConfig;
 use tally_gateway::executor::ExecutorConfig;
 use tally_gateway::payout_worker::PayoutWorkerConfig;
 use tally_gateway::server::{serve_incoming, GatewayEnv, GatewaySettings};
-use tally_gateway::{Backoff, FallbackLimits, RateLimitConfig, RiskRules, Secret, VelocityRules};
+use tally_gateway::{Backoff, FallbackLimits, RateLimitConfig, RiskRules, Secret};
 use tally_ledger::payment::PspName;
 use tally_net::Protocols;
 use tally_proto::client::{ClientConfig, LedgerClient};
@@ -87,18 +86,7 @@ fn settings(config: &SimConfig, index: usize) -> GatewaySettings {
             refill_requests_per_s: 10_000,
             merchants_max: 1_000,
         },
-        risk: RiskRules {
-            amount_minor_max_by_currency: BTreeMap::from([("USD".to_string(), 100_000_000)]),
-            orders_per_payment_max: 16,
-            velocity: VelocityRules {
-                window_ms: 60_000,
-                buyer_payments_max: 1_000,
-                payment_token_payments_max: 1_000,
-                keys_max: 1_000,
-            },
-            blocked_buyer_ids: Default::default(),
-            blocked_payment_tokens: Default::default(),
-        },
+        risk: RiskRules::permissive(100_000_000),
         executor: Some(executor),
         payout_worker: Some(payouts),
         // Merchants' webhook endpoints are not simulated yet.

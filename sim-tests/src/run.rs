@@ -13,6 +13,7 @@ use crate::workload::{self, History};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 use tally_ledger::LedgerRead;
@@ -133,9 +134,53 @@ pub fn world(seed: u64, duration: Duration) -> turmoil::Builder {
 
 /// Each replica's progress goes into the trace: two runs that apply at different instants
 /// differ.
-fn record_applied(trace: &mut Trace, now: Duration, changed: &[(usize, u64)]) {
-    for (node, batches) in changed {
-        trace.record(now, &format!("{} applied {batches}", node_name(*node)));
+/// Registers `count` client hosts named `{prefix}1`, `{prefix}2`, ..., each running `body` with
+/// its index and the run's shared record.
+fn add_clients<R, F, Fut>(
+    sim: &mut turmoil::Sim<'_>,
+    prefix: &str,
+    count: usize,
+    config: &SimConfig,
+    record: &Rc<RefCell<R>>,
+    trace: &Rc<RefCell<Trace>>,
+    body: F,
+) where
+    F: Fn(usize, SimConfig, Rc<RefCell<R>>, Rc<RefCell<Trace>>) -> Fut,
+    Fut: Future<Output = turmoil::Result> + 'static,
+{
+    for index in 0..count {
+        sim.client(
+            format!("{prefix}{}", index + 1),
+            body(index, config.clone(), record.clone(), trace.clone()),
+        );
+    }
+}
+
+/// The cheap checks after every step: replicas agree and only move forward (and the trace notes
+/// what each applied), and no order's state moves backwards.
+#[derive(Default)]
+struct StepChecks {
+    ledger: StepChecker,
+    payments: PaymentStepChecker,
+}
+
+impl StepChecks {
+    fn after_step(
+        &mut self,
+        cluster: &Cluster,
+        payments: &PaymentHistory,
+        trace: &RefCell<Trace>,
+        now: Duration,
+    ) -> Result<(), String> {
+        let changed = self.ledger.after_step(cluster)?;
+        {
+            let mut trace = trace.borrow_mut();
+            for (node, batches) in &changed {
+                trace.record(now, &format!("{} applied {batches}", node_name(*node)));
+            }
+        }
+        self.payments
+            .after_step(cluster, &changed, &payments.checkouts)
     }
 }
 
@@ -168,32 +213,31 @@ fn run_seeded(config: &SimConfig) -> Report {
         *plan.injected.entry("psp webhook chaos").or_default() += 1;
     }
     let shops = if config.gateways > 0 { config.shops } else { 0 };
-    for index in 0..shops {
-        let payments = payments.clone();
-        let trace = trace.clone();
-        let config = config.clone();
-        sim.client(
-            format!("shop{}", index + 1),
-            shop::run_shop(index, config, payments, trace),
-        );
-    }
-    for index in 0..config.clients {
-        let history = history.clone();
-        let trace = trace.clone();
-        let config = config.clone();
-        sim.client(
-            format!("client{}", index + 1),
-            workload::run_client(index, config, history, trace),
-        );
-    }
+    add_clients(
+        &mut sim,
+        "shop",
+        shops,
+        config,
+        &payments,
+        &trace,
+        shop::run_shop,
+    );
+    add_clients(
+        &mut sim,
+        "client",
+        config.clients,
+        config,
+        &history,
+        &trace,
+        workload::run_client,
+    );
 
     let mut report = Report {
         seed: config.seed,
         nodes: config.nodes,
         ..Report::default()
     };
-    let mut checker = StepChecker::default();
-    let mut payment_checker = PaymentStepChecker::default();
+    let mut checks = StepChecks::default();
     let mut leader: Option<(usize, u64)> = None;
     let mut clients_done = false;
     // Phase 1: the workload under faults, until every client is done (or time runs out).
@@ -214,20 +258,10 @@ fn run_seeded(config: &SimConfig) -> Report {
             }
         }
         report.steps += 1;
-        match checker.after_step(&cluster) {
-            Ok(changed) => {
-                record_applied(&mut trace.borrow_mut(), sim.elapsed(), &changed);
-                let checked =
-                    payment_checker.after_step(&cluster, &changed, &payments.borrow().checkouts);
-                if let Err(failure) = checked {
-                    report.failures.push(failure);
-                    break;
-                }
-            }
-            Err(failure) => {
-                report.failures.push(failure);
-                break;
-            }
+        let checked = checks.after_step(&cluster, &payments.borrow(), &trace, sim.elapsed());
+        if let Err(failure) = checked {
+            report.failures.push(failure);
+            break;
         }
         if let Some(failure) = gateways.charge_calls.violations().into_iter().next() {
             report.failures.push(failure);
@@ -284,16 +318,9 @@ fn run_seeded(config: &SimConfig) -> Report {
             break;
         }
         report.steps += 1;
-        match checker.after_step(&cluster) {
-            Ok(changed) => {
-                record_applied(&mut trace.borrow_mut(), sim.elapsed(), &changed);
-                let checked =
-                    payment_checker.after_step(&cluster, &changed, &payments.borrow().checkouts);
-                if let Err(failure) = checked {
-                    report.failures.push(failure);
-                }
-            }
-            Err(failure) => report.failures.push(failure),
+        let checked = checks.after_step(&cluster, &payments.borrow(), &trace, sim.elapsed());
+        if let Err(failure) = checked {
+            report.failures.push(failure);
         }
     }
 

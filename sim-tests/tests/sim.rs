@@ -152,6 +152,21 @@ fn a_run_without_faults_passes_and_acknowledges_most_work() {
     );
 }
 
+/// Seeds the 2,000-seed run of 2026-12-01 failed before the fix in `raft-store/src/reads.rs`: a
+/// leader restarted in its own term served reads below writes it had acknowledged before the
+/// crash (a created payment or payout "not found", a payout back to `pending`). Other changes
+/// move the seeds' schedules, so these pin the fix only while they still reach that fault; the
+/// fix was checked against all five.
+const READ_AFTER_RESTART_SEEDS: [u64; 5] = [312, 448, 834, 1366, 1461];
+
+#[test]
+fn reads_after_a_leader_restarts_in_its_term_see_every_acknowledged_write() {
+    for seed in READ_AFTER_RESTART_SEEDS {
+        let reports = run_seeds(1, &["--from", &seed.to_string()]);
+        assert!(reports[0].passed(), "{}", failure_report(&reports));
+    }
+}
+
 /// Runs seeds 0.. with `bug` planted until one fails; returns how many seeds that took.
 fn seeds_to_find(bug: PlantedBug) -> Option<u64> {
     let reports = run_seeds(

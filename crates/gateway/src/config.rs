@@ -48,6 +48,21 @@ pub(crate) fn check_range(
     }
 }
 
+/// Longest claim lease: a crashed gateway's order or payout waits at most this long for another.
+pub const LEASE_MS_MAX: u64 = 3_600_000;
+
+/// Refuses a lease that a PSP call could outlast: the claim would lapse mid-call and another
+/// gateway could call the PSP for the same order or payout at the same time.
+pub(crate) fn check_lease(
+    lease_field: &'static str,
+    lease_ms: u64,
+    timeout_field: &'static str,
+    psp_call_timeout_ms: u64,
+) -> Result<(), ConfigError> {
+    check_range(timeout_field, psp_call_timeout_ms, 1, LEASE_MS_MAX - 1)?;
+    check_range(lease_field, lease_ms, psp_call_timeout_ms + 1, LEASE_MS_MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +78,30 @@ mod tests {
         assert!(check_range("x", 1, 1, 10).is_ok());
         assert!(check_range("x", 10, 1, 10).is_ok());
         assert!(check_range("x", 11, 1, 10).is_err());
+    }
+
+    #[test]
+    fn a_lease_a_psp_call_could_outlast_is_refused() {
+        let err = check_lease(
+            "executor.lease_ms",
+            1_500,
+            "executor.psp_call_timeout_ms",
+            1_500,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`executor.lease_ms` is 1500; set it between 1501 and 3600000"
+        );
+        let err = check_lease(
+            "executor.lease_ms",
+            30_000,
+            "executor.psp_call_timeout_ms",
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), "config_out_of_range");
+        assert!(check_lease("l", 1_501, "t", 1_500).is_ok());
+        assert!(check_lease("l", LEASE_MS_MAX + 1, "t", 1_500).is_err());
     }
 }

@@ -11,6 +11,7 @@
 //! webhook, or by the status check this sweeper runs when their check time comes.
 
 use crate::backoff::Backoff;
+use crate::config::{check_lease, ConfigError};
 use crate::metrics::Metrics;
 use crate::worker::{run_sweeps, RetrySchedule};
 use futures::StreamExt;
@@ -42,6 +43,16 @@ pub struct ExecutorConfig {
 }
 
 impl ExecutorConfig {
+    /// Refuses settings under which two gateways could call the PSP for one item at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_lease(
+            "executor.lease_ms",
+            self.lease_ms,
+            "executor.psp_call_timeout_ms",
+            self.psp_call_timeout_ms,
+        )
+    }
+
     pub fn new(retry: Backoff) -> Self {
         ExecutorConfig {
             lease_ms: 30_000,

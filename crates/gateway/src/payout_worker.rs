@@ -9,6 +9,7 @@
 //! with its funds still held, for an operator to re-drive or discard.
 
 use crate::backoff::Backoff;
+use crate::config::{check_lease, ConfigError};
 use crate::executor::Clock;
 use crate::metrics::Metrics;
 use crate::worker::{run_sweeps, RetrySchedule};
@@ -39,6 +40,16 @@ pub struct PayoutWorkerConfig {
 }
 
 impl PayoutWorkerConfig {
+    /// Refuses settings under which two gateways could call the PSP for one item at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_lease(
+            "payout_worker.lease_ms",
+            self.lease_ms,
+            "payout_worker.psp_call_timeout_ms",
+            self.psp_call_timeout_ms,
+        )
+    }
+
     pub fn new(retry: Backoff) -> Self {
         PayoutWorkerConfig {
             lease_ms: 30_000,

@@ -136,6 +136,27 @@ pub struct VelocityRules {
 }
 
 impl RiskRules {
+    /// Rules that review nothing an ordinary workload sends: USD payments up to
+    /// `usd_amount_minor_max`, 16 orders a payment, 1,000 payments a minute per buyer or token.
+    /// For tests and simulations whose subject is not risk.
+    pub fn permissive(usd_amount_minor_max: u64) -> Self {
+        RiskRules {
+            amount_minor_max_by_currency: BTreeMap::from([(
+                "USD".to_string(),
+                usd_amount_minor_max,
+            )]),
+            orders_per_payment_max: 16,
+            velocity: VelocityRules {
+                window_ms: 60_000,
+                buyer_payments_max: 1_000,
+                payment_token_payments_max: 1_000,
+                keys_max: 1_000,
+            },
+            blocked_buyer_ids: BTreeSet::new(),
+            blocked_payment_tokens: BTreeSet::new(),
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         for (currency, &amount_minor_max) in &self.amount_minor_max_by_currency {
             check_currency("risk.amount_minor_max_by_currency", currency)?;

@@ -103,6 +103,12 @@ where
         clock,
         dialer,
     } = env;
+    if let Some(config) = &settings.executor {
+        config.validate()?;
+    }
+    if let Some(config) = &settings.payout_worker {
+        config.validate()?;
+    }
     let metrics = Arc::new(Metrics::new());
     let psp_name = settings.api.psp_name.to_string();
     let rng = match settings.seed {

@@ -123,8 +123,13 @@ impl HttpClient {
 }
 
 /// An error and its causes on one line (hyper's top-level messages say little alone).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    format!("{error}{}", causes(error))
+}
+
+/// The causes of an error, each after ": ", for appending to a message of one's own making.
+pub fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = String::new();
     let mut source = error.source();
     while let Some(cause) = source {
         text.push_str(": ");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tally_gateway::api::ApiConfig;
 use tally_gateway::executor::{Clock, Executor, ExecutorConfig};
 use tally_gateway::server::{serve, GatewayEnv, GatewaySettings};
-use tally_gateway::{Backoff, FallbackLimits, RateLimitConfig, RiskRules, Secret, VelocityRules};
+use tally_gateway::{Backoff, FallbackLimits, RateLimitConfig, RiskRules, Secret};
 use tally_ledger::payment::chart;
 use tally_ledger::payment::{
     BuyerId, CaptureMode, CheckoutId, FeeSchedule, MerchantId, NewBuyer, NewMerchant, NewOrder,
@@ -377,18 +377,7 @@ pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
 
 /// Permissive rules: 1,000,000 USD per payment, 1,000 payments per window.
 pub fn permissive_risk() -> RiskRules {
-    RiskRules {
-        amount_minor_max_by_currency: BTreeMap::from([("USD".to_string(), 100_000_000)]),
-        orders_per_payment_max: 16,
-        velocity: VelocityRules {
-            window_ms: 60_000,
-            buyer_payments_max: 1_000,
-            payment_token_payments_max: 1_000,
-            keys_max: 1_000,
-        },
-        blocked_buyer_ids: Default::default(),
-        blocked_payment_tokens: Default::default(),
-    }
+    RiskRules::permissive(100_000_000)
 }
 
 /// A running gateway and gRPC clients to it.

@@ -69,7 +69,9 @@ pub struct PlantedBugs {
     /// A PSP webhook reporting a capture posts the money again for an order already captured
     /// (no dedupe by event or by state), under a transfer id of its event.
     pub webhook_applied_without_dedupe: bool,
-    /// `ClaimOrder` grants a claim while another executor's lease is still running.
+    /// `ClaimOrder` ignores its lease: it adds the lease's milliseconds to the nanosecond clock,
+    /// so the claim lapses within microseconds and other executors find the order due and claim
+    /// it while the first one's PSP call is still open.
     pub lease_ignored: bool,
 }
 

@@ -50,8 +50,7 @@ pub(super) fn claim<S: LedgerRead>(
     match order.state {
         OrderState::NotStarted => {}
         OrderState::RetryScheduled { not_before_ns } if not_before_ns <= now_ns => {}
-        OrderState::Executing { lease_until_ns }
-            if lease_until_ns <= now_ns || txn.bugs.lease_ignored => {}
+        OrderState::Executing { lease_until_ns } if lease_until_ns <= now_ns => {}
         OrderState::Executing { lease_until_ns }
         | OrderState::RetryScheduled {
             not_before_ns: lease_until_ns,
@@ -68,7 +67,11 @@ pub(super) fn claim<S: LedgerRead>(
             })
         }
     }
-    let lease_until_ns = now_ns + lease_ms * NANOS_PER_MILLISECOND;
+    let lease_until_ns = if txn.bugs.lease_ignored {
+        now_ns + lease_ms
+    } else {
+        now_ns + lease_ms * NANOS_PER_MILLISECOND
+    };
     order.attempt += 1;
     order.state = OrderState::Executing { lease_until_ns };
     order.updated_at_ns = now_ns;
