@@ -8,10 +8,12 @@ use crate::net;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tally_ledger::PlantedBugs;
 use tally_raft_store::kv::MemKv;
-use tally_raft_store::{Clock, LogFault, Node, NodeEnv, NodeInfo, Raft, RaftTuning};
+use tally_raft_store::{Clock, DiskLatency, LogFault, Node, NodeEnv, NodeInfo, Raft, RaftTuning};
 use turmoil::Sim;
 
 pub const API_PORT: u16 = 7000;
@@ -59,6 +61,8 @@ pub struct Cluster {
     pub size: usize,
     /// Each node's "disk": survives the host's crash minus its unsynced writes.
     pub stores: Vec<MemKv>,
+    /// Extra latency of each node's synced writes, in ms (a slow-disk fault); 0 normally.
+    disk_latency_ms: Vec<Arc<AtomicU64>>,
     /// Each running node's Raft handle (for leader lookups); `None` while crashed.
     rafts: Vec<Rc<RefCell<Option<Raft>>>>,
     running: Vec<bool>,
@@ -73,8 +77,13 @@ impl Cluster {
         let initialized = Rc::new(Cell::new(false));
         let mut stores = Vec::with_capacity(size);
         let mut rafts = Vec::with_capacity(size);
+        let mut disk_latency_ms = Vec::with_capacity(size);
         for (index, skew_ms) in skews_ms.iter().copied().enumerate().take(size) {
             let store = MemKv::new();
+            let latency_ms = Arc::new(AtomicU64::new(0));
+            disk_latency_ms.push(latency_ms.clone());
+            let disk_latency: DiskLatency =
+                Arc::new(move || Duration::from_millis(latency_ms.load(Ordering::Relaxed)));
             let raft_slot: Rc<RefCell<Option<Raft>>> = Rc::new(RefCell::new(None));
             let env = NodeEnv {
                 clock: skewed_clock(skew_ms),
@@ -88,7 +97,9 @@ impl Cluster {
                     webhook_applied_without_dedupe: config.bug
                         == Some(PlantedBug::WebhookAppliedWithoutDedupe),
                     lease_ignored: config.bug == Some(PlantedBug::LeaseIgnored),
+                    panic_in_apply: false,
                 },
+                disk_latency: Some(disk_latency),
             };
             let host_store = store.clone();
             let host_slot = raft_slot.clone();
@@ -122,9 +133,15 @@ impl Cluster {
         Cluster {
             size,
             stores,
+            disk_latency_ms,
             rafts,
             running: vec![true; size],
         }
+    }
+
+    /// Makes every synced write of node `index` take `ms` longer (0: a healthy disk again).
+    pub fn set_disk_latency(&mut self, index: usize, ms: u64) {
+        self.disk_latency_ms[index].store(ms, Ordering::Relaxed);
     }
 
     pub fn is_running(&self, index: usize) -> bool {

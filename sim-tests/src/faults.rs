@@ -1,5 +1,6 @@
 //! Faults drawn from the seed: partitions (symmetric, one-way, isolating the leader), message
-//! loss, latency, single-node power loss and the loss of a majority at once; a gateway's crash,
+//! loss, latency, slow disks, single-node power loss, the loss of a majority at once (with or
+//! without the leader); a gateway's crash,
 //! a gateway cut off from the cluster or from the PSP; PSP faults (timeouts, 500s, responses
 //! lost after the PSP acted, slow answers) for the next few money calls. Each heals after a
 //! drawn duration; everything heals by the end of the fault window. The clock skew of each node
@@ -45,6 +46,14 @@ pub enum Fault {
         node: usize,
     },
     CrashMajority,
+    /// A majority of followers loses power while the leader runs on without a quorum: its
+    /// writes and reads must be answered in bounded time and resume once they return.
+    CrashMajoritySparingLeader,
+    /// Every synced write (log append, vote) of `node` takes `latency_ms` longer.
+    SlowDisk {
+        node: usize,
+        latency_ms: u64,
+    },
     GatewayCrash {
         gateway: usize,
     },
@@ -73,6 +82,8 @@ impl Fault {
             Fault::Latency { .. } => "latency",
             Fault::Crash { .. } => "node crash",
             Fault::CrashMajority => "majority crash",
+            Fault::CrashMajoritySparingLeader => "majority crash sparing the leader",
+            Fault::SlowDisk { .. } => "slow disk",
             Fault::GatewayCrash { .. } => "gateway crash",
             Fault::GatewayCutOff { .. } => "gateway cut off",
             Fault::PspUnreachable { .. } => "psp unreachable",
@@ -86,7 +97,10 @@ impl Fault {
     }
 
     fn is_crash(&self) -> bool {
-        matches!(self, Fault::Crash { .. } | Fault::CrashMajority)
+        matches!(
+            self,
+            Fault::Crash { .. } | Fault::CrashMajority | Fault::CrashMajoritySparingLeader
+        )
     }
 }
 
@@ -111,6 +125,7 @@ enum Heal {
     Latency,
     Restart(Vec<usize>),
     RestartGateway(usize),
+    HealthyDisk(usize),
     /// PSP faults are used up by the calls that meet them; what is left is cleared at the end.
     Nothing,
 }
@@ -181,8 +196,8 @@ impl FaultPlan {
                         let (from, to) = two(&mut rng);
                         Fault::PartitionOneWay { from, to }
                     }
-                    30..=44 => Fault::IsolateLeader,
-                    45..=54 => {
+                    30..=42 => Fault::IsolateLeader,
+                    43..=51 => {
                         let (a, b) = two(&mut rng);
                         Fault::Loss {
                             a,
@@ -190,16 +205,28 @@ impl FaultPlan {
                             percent: rng.random_range(1..=20),
                         }
                     }
-                    55..=64 => Fault::Latency {
+                    52..=59 => Fault::Latency {
                         max_ms: rng.random_range(20..=400),
                     },
-                    65..=89 => Fault::Crash {
+                    60..=79 => Fault::Crash {
                         node: rng.random_range(0..nodes),
                     },
-                    _ => Fault::CrashMajority,
+                    80..=86 => Fault::CrashMajority,
+                    87..=93 => Fault::CrashMajoritySparingLeader,
+                    _ => Fault::SlowDisk {
+                        node: rng.random_range(0..nodes),
+                        latency_ms: rng.random_range(20..=300),
+                    },
                 }
             };
-            let lasts_ms = rng.random_range(200..4_000);
+            // A leader cut off, or left without its quorum, for longer than the election
+            // timeout (400-800 ms) half of the time: the old leader must not hold its writes.
+            let lasts_ms = match fault {
+                Fault::IsolateLeader | Fault::CrashMajoritySparingLeader => {
+                    rng.random_range(200..8_000)
+                }
+                _ => rng.random_range(200..4_000),
+            };
             planned.push(Planned {
                 at_ms,
                 lasts_ms: lasts_ms.min(window_ms.saturating_sub(at_ms)),
@@ -351,6 +378,33 @@ fn fire(
             trace.record(now, &format!("fault: crash {:?}", names(&victims)));
             return Some(Heal::Restart(victims));
         }
+        Fault::CrashMajoritySparingLeader => {
+            let (leader, _term) = cluster.leader()?;
+            let victims: Vec<usize> = (1..cluster.size)
+                .map(|k| (leader + k) % cluster.size)
+                .filter(|node| cluster.is_running(*node))
+                .take(cluster.size / 2 + 1)
+                .collect();
+            if victims.len() < cluster.size / 2 + 1 {
+                return None;
+            }
+            for node in &victims {
+                cluster.crash(sim, *node);
+            }
+            trace.record(
+                now,
+                &format!(
+                    "fault: crash {:?}, sparing leader {}",
+                    names(&victims),
+                    node_name(leader)
+                ),
+            );
+            return Some(Heal::Restart(victims));
+        }
+        Fault::SlowDisk { node, latency_ms } => {
+            cluster.set_disk_latency(node, latency_ms);
+            Heal::HealthyDisk(node)
+        }
         Fault::GatewayCrash { gateway } => {
             if !gateways.is_running(gateway) {
                 return None;
@@ -417,6 +471,10 @@ fn heal(
         Heal::RestartGateway(gateway) => {
             gateways.restart(sim, gateway);
             trace.record(now, &format!("heal: restart {}", gateway_name(gateway)));
+        }
+        Heal::HealthyDisk(node) => {
+            cluster.set_disk_latency(node, 0);
+            trace.record(now, &format!("heal: disk of {} healthy", node_name(node)));
         }
         Heal::Nothing => {}
     }

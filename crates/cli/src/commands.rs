@@ -763,6 +763,7 @@ fn restore(json: bool, backup: &std::path::Path, data_dir: &std::path::Path) -> 
     let report = tally_ledger::audit(&ledger)
         .map_err(|v| anyhow!("the backup breaks a ledger invariant: {v}"))?;
     let meta = ledger.meta();
+    drop(ledger);
     drop(view);
     copy_dir(backup, data_dir)?;
     print_record(

@@ -60,6 +60,14 @@ pub enum MerchantCommand {
         id: String,
         key_id: String,
     },
+    /// The ledger accounts the payments ledger keeps for a seller in one currency (held,
+    /// available, payout in transit), for `tally balance`. They belong to the ledger: a client
+    /// cannot close them or move money on them.
+    Accounts {
+        id: String,
+        #[arg(long, default_value = "USD")]
+        currency: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -246,6 +254,9 @@ fn pairs(flag: &str, given: &[String]) -> Result<BTreeMap<String, String>> {
 }
 
 pub async fn merchant(json: bool, args: &GatewayArgs, command: MerchantCommand) -> Result<()> {
+    if let MerchantCommand::Accounts { id, currency } = &command {
+        return merchant_accounts(json, id, currency);
+    }
     let mut client = MerchantsClient::new(channel(args).await?);
     let token = args.admin_token.as_ref();
     let what = "admin token (--admin-token, TALLY_ADMIN_TOKEN)";
@@ -273,6 +284,7 @@ pub async fn merchant(json: bool, args: &GatewayArgs, command: MerchantCommand) 
             .await
             .map_err(refused)?
             .into_inner(),
+        MerchantCommand::Accounts { .. } => unreachable!("answered without the gateway above"),
         MerchantCommand::Show { id } => client
             .get_merchant(authed(
                 pb::GetMerchantRequest { merchant_id: id },
@@ -603,4 +615,35 @@ fn print_next_action(order: &pb::PaymentOrder) {
     if !order.qr_payload.is_empty() {
         crate::output::emit!("{}: show the QR code {}", order.order_id, order.qr_payload);
     }
+}
+
+/// Derived from the merchant id and currency alone (`tally_ledger::payment::chart`): no call.
+fn merchant_accounts(json: bool, id: &str, currency: &str) -> Result<()> {
+    use tally_ledger::payment::{chart, MerchantId};
+    let merchant = MerchantId::new(id).map_err(|e| anyhow!("merchant id {id:?}: {e}"))?;
+    let currency: tally_ledger::Currency = currency
+        .parse()
+        .map_err(|e| anyhow!("--currency {currency:?}: {e}"))?;
+    print_record(
+        json,
+        vec![
+            ("merchant_id", id.to_string()),
+            ("currency", currency.code().to_string()),
+            (
+                "held",
+                chart::merchant_held(&merchant, currency).0.to_string(),
+            ),
+            (
+                "available",
+                chart::merchant_available(&merchant, currency).0.to_string(),
+            ),
+            (
+                "payout_in_transit",
+                chart::merchant_payout_in_transit(&merchant, currency)
+                    .0
+                    .to_string(),
+            ),
+        ],
+    );
+    Ok(())
 }

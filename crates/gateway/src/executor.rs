@@ -39,8 +39,16 @@ pub struct ExecutorConfig {
     pub orders_in_flight_max: usize,
     /// Deadline of one PSP call, on top of the adapter's own.
     pub psp_call_timeout_ms: u64,
+    /// A pending order (3-D Secure, QR, hosted page) whose buyer has not completed it this
+    /// long after the order was created expires: at its next status check the charge is
+    /// canceled at the PSP and the order fails with `expired`. If the buyer completed it in the
+    /// meantime, the PSP refuses the cancel and the status check records the capture.
+    pub pending_expiry_ms: u64,
     pub retry: Backoff,
 }
+
+/// Stripe keeps a 3-D Secure or QR session open for about this long.
+pub const PENDING_EXPIRY_MS_DEFAULT: u64 = 30 * 60 * 1_000;
 
 impl ExecutorConfig {
     /// Refuses settings under which two gateways could call the PSP for one item at once.
@@ -60,6 +68,7 @@ impl ExecutorConfig {
             orders_per_sweep_max: 256,
             orders_in_flight_max: 64,
             psp_call_timeout_ms: 10_000,
+            pending_expiry_ms: PENDING_EXPIRY_MS_DEFAULT,
             retry,
         }
     }
@@ -306,6 +315,9 @@ impl Executor {
         };
         if let OrderState::Pending { .. } = order.state {
             let outcome = match self.status(order_id).await {
+                Ok(Some(charge)) if self.expired(order, &charge) => {
+                    self.expire(order, &charge).await
+                }
                 Ok(Some(charge)) => outcome_of(&charge),
                 // The PSP accepted it, so it knows it; an empty answer is a PSP fault: ask again.
                 Ok(None) => ChargeOutcome::Pending {
@@ -415,6 +427,39 @@ impl Executor {
         }
     }
 
+    /// Whether `order`, still pending at the PSP as `charge`, is past its expiry.
+    fn expired(&self, order: &Order, charge: &Charge) -> bool {
+        pending_expired(
+            order.created_at_ns,
+            (self.clock)(),
+            self.config.pending_expiry_ms,
+            &charge.status,
+        )
+    }
+
+    /// Cancels an expired pending charge at the PSP (key `<order>:expire`). The order fails
+    /// with `expired` only once the PSP confirms the cancel; otherwise it stays pending, or
+    /// takes whatever the PSP now reports (the buyer may have just completed it).
+    async fn expire(&self, order: &Order, charge: &Charge) -> ChargeOutcome {
+        let key = format!("{}:expire", order.order_id);
+        let timeout = Duration::from_millis(self.config.psp_call_timeout_ms);
+        match tokio::time::timeout(timeout, self.psp.cancel(&charge.charge_id, &key)).await {
+            Ok(Ok(canceled)) if canceled.status == ChargeStatus::Canceled => {
+                ChargeOutcome::Declined {
+                    code: "expired".to_string(),
+                    message: format!(
+                        "the buyer did not complete the payment within {} s; it was canceled at the PSP",
+                        self.config.pending_expiry_ms / 1_000
+                    ),
+                }
+            }
+            Ok(Ok(other)) => outcome_of(&other),
+            // Not canceled (PSP fault, or the buyer completed it just now): the next status
+            // check decides.
+            Ok(Err(_)) | Err(_) => outcome_of(charge),
+        }
+    }
+
     /// The next attempt's schedule, or the end of retries. `attempt` counts from 1.
     /// `retry_base` is the attempt an operator re-drove the order at: retries count afresh.
     fn retry_or_give_up(&self, attempt: u64, retry_base: u64, error: &PspError) -> ChargeOutcome {
@@ -499,6 +544,17 @@ pub fn outcome_of(charge: &Charge) -> ChargeOutcome {
     }
 }
 
+/// A charge still waiting for its buyer `pending_expiry_ms` after its order was created.
+fn pending_expired(
+    created_at_ns: u64,
+    now_ns: u64,
+    pending_expiry_ms: u64,
+    status: &ChargeStatus,
+) -> bool {
+    let age_ms = now_ns.saturating_sub(created_at_ns) / 1_000_000;
+    matches!(status, ChargeStatus::Pending { .. }) && age_ms >= pending_expiry_ms
+}
+
 fn outcome_kind(outcome: &ChargeOutcome) -> &'static str {
     match outcome {
         ChargeOutcome::Pending { .. } => "pending",
@@ -508,5 +564,50 @@ fn outcome_kind(outcome: &ChargeOutcome) -> &'static str {
         ChargeOutcome::Retryable { .. } => "retry_scheduled",
         ChargeOutcome::Exhausted { .. } => "exhausted",
         ChargeOutcome::Poison { .. } => "poison",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_charge_expires_only_when_still_pending_past_its_age() {
+        let pending = ChargeStatus::Pending {
+            next_action: tally_psp::NextAction::ShowQr {
+                payload: "qr".to_string(),
+            },
+        };
+        let created_ns = 1_000_000_000;
+        let expiry_ms = 30 * 60 * 1_000;
+        let at = |ms: u64| created_ns + ms * 1_000_000;
+        assert!(!pending_expired(
+            created_ns,
+            at(expiry_ms - 1),
+            expiry_ms,
+            &pending
+        ));
+        assert!(pending_expired(
+            created_ns,
+            at(expiry_ms),
+            expiry_ms,
+            &pending
+        ));
+        // A charge the buyer completed, or one already settled, never expires.
+        for settled in [ChargeStatus::Captured, ChargeStatus::Canceled] {
+            assert!(!pending_expired(
+                created_ns,
+                at(2 * expiry_ms),
+                expiry_ms,
+                &settled
+            ));
+        }
+        // A clock behind the order's creation is no age at all.
+        assert!(!pending_expired(
+            created_ns,
+            created_ns - 1,
+            expiry_ms,
+            &pending
+        ));
     }
 }

@@ -33,6 +33,18 @@ impl Command {
             }
         }
     }
+
+    /// The command's kind, for logs and fault reports.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Command::CreateAccount(_) => "create_account",
+            Command::CreateTransfer(_) => "create_transfer",
+            Command::CloseAccount(_) => "close_account",
+            Command::BeginIdempotent(_) => "begin_idempotent",
+            Command::CompleteIdempotent(_) => "complete_idempotent",
+            Command::Payment(_) => "payment",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +141,31 @@ impl CommandResult {
                 Err(e) => e.code(),
             },
         }
+    }
+
+    /// The result of a command whose apply hit a bug (a caught panic): nothing of it applied.
+    pub fn internal_error(command: &Command) -> CommandResult {
+        match command {
+            Command::CreateAccount(_) => CommandResult::CreateAccount(Err(AccountError::Internal)),
+            Command::CreateTransfer(_) => {
+                CommandResult::CreateTransfer(Err(TransferError::Internal))
+            }
+            Command::CloseAccount(_) => {
+                CommandResult::CloseAccount(Err(CloseAccountError::Internal))
+            }
+            Command::BeginIdempotent(_) => {
+                CommandResult::BeginIdempotent(Err(IdempotencyError::Internal))
+            }
+            Command::CompleteIdempotent(_) => {
+                CommandResult::CompleteIdempotent(Err(IdempotencyError::Internal))
+            }
+            Command::Payment(_) => CommandResult::Payment(Box::new(Err(PaymentError::Internal))),
+        }
+    }
+
+    /// Whether this is the answer to a command whose apply hit a bug.
+    pub fn is_internal_error(&self) -> bool {
+        self.code() == "internal_error"
     }
 
     /// The result a command gets when another member of its chain failed.

@@ -45,6 +45,9 @@ pub enum AccountError {
     ExistsWithDifferentFlags,
     #[error("an account with this id exists with different metadata; pick a new id")]
     ExistsWithDifferentMetadata,
+    /// A bug in the ledger stopped this command; nothing of it was applied.
+    #[error("internal error: the ledger hit a bug applying this command and applied nothing of it; report it with the command, and retrying the same command gets the same answer")]
+    Internal,
 }
 
 codes!(AccountError {
@@ -58,6 +61,7 @@ codes!(AccountError {
     ExistsWithDifferentCode => "exists_with_different_code",
     ExistsWithDifferentFlags => "exists_with_different_flags",
     ExistsWithDifferentMetadata => "exists_with_different_metadata",
+    Internal => "internal_error",
 });
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -134,6 +138,15 @@ pub enum TransferError {
         requested_minor: u64,
         pending_minor: u64,
     },
+    /// A bug in the ledger stopped this command; nothing of it was applied.
+    #[error("internal error: the ledger hit a bug applying this transfer and applied nothing of it; report it with the transfer")]
+    Internal,
+    #[error("the debit account is a payments account the ledger derives (ids of 2^127 and above): its money moves only through payment commands")]
+    DebitAccountReserved,
+    #[error("the credit account is a payments account the ledger derives (ids of 2^127 and above): of those, a transfer may credit only a buyer's wallet (a top-up)")]
+    CreditAccountReserved,
+    #[error("pending transfer {pending_id} is one the payments ledger holds (ids of 2^127 and above): only payment commands post or void it")]
+    PendingIdReserved { pending_id: TransferId },
 }
 
 codes!(TransferError {
@@ -169,6 +182,10 @@ codes!(TransferError {
     PendingTransferAlreadyVoided { pending_id } => "pending_transfer_already_voided",
     PendingTransferExpired { pending_id } => "pending_transfer_expired",
     ExceedsPendingTransferAmount { requested_minor, pending_minor } => "exceeds_pending_transfer_amount",
+    Internal => "internal_error",
+    DebitAccountReserved => "debit_account_reserved",
+    CreditAccountReserved => "credit_account_reserved",
+    PendingIdReserved { pending_id } => "pending_id_reserved",
 });
 
 impl TransferError {
@@ -207,12 +224,19 @@ pub enum CloseAccountError {
     LinkedEventChainOpen,
     #[error("account not found")]
     AccountNotFound,
+    #[error("accounts with ids of 2^127 and above belong to the payments ledger and cannot be closed by a client")]
+    IdReserved,
+    /// A bug in the ledger stopped this command; nothing of it was applied.
+    #[error("internal error: the ledger hit a bug applying this command and applied nothing of it; report it with the command")]
+    Internal,
 }
 
 codes!(CloseAccountError {
     LinkedEventFailed => "linked_event_failed",
     LinkedEventChainOpen => "linked_event_chain_open",
     AccountNotFound => "account_not_found",
+    IdReserved => "id_reserved",
+    Internal => "internal_error",
 });
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -237,6 +261,9 @@ pub enum IdempotencyError {
     LeaseOutOfRange,
     #[error("response is larger than {IDEMPOTENCY_RESPONSE_BYTES_MAX} bytes")]
     ResponseTooLarge,
+    /// A bug in the ledger stopped this command; nothing of it was applied.
+    #[error("internal error: the ledger hit a bug applying this command and applied nothing of it; report it with the command")]
+    Internal,
 }
 
 codes!(IdempotencyError {
@@ -248,6 +275,7 @@ codes!(IdempotencyError {
     CompletedWithDifferentResponse => "idempotency_completed_with_different_response",
     LeaseOutOfRange => "idempotency_lease_out_of_range",
     ResponseTooLarge => "idempotency_response_too_large",
+    Internal => "internal_error",
 });
 
 /// Refusal of a whole batch: nothing in it was applied. Only a buggy or malicious proposer sends

@@ -29,7 +29,9 @@ mod store;
 mod transfer;
 
 pub use account::{Account, AccountFlags, Balances, CloseAccount, NewAccount};
-pub use apply::{apply, apply_with_bugs, Applied, PlantedBugs};
+pub use apply::{
+    apply, apply_with_bugs, panic_text, Applied, ApplyFault, PlantedBugs, PLANTED_PANIC_CODE,
+};
 pub use audit::{audit, AuditReport, InvariantViolation};
 pub use command::{
     AccountClosed, AccountCreated, Command, CommandResult, IdempotencyBegun, IdempotencyCompleted,
@@ -48,7 +50,9 @@ pub use money::{
     UnknownCurrency, ZeroAmount,
 };
 pub use query::{account_history, balance_as_of, HistoryPage, QueryError};
-pub use store::{ChangeSet, HistoryEntry, HistoryEvent, LedgerMeta, LedgerRead, Side};
+pub use store::{
+    ChangeSet, HistoryEntry, HistoryEvent, LedgerMeta, LedgerRead, Side, StoreFailure,
+};
 pub use transfer::{
     EntryPhase, Hold, HoldStatus, NewTransfer, Transfer, TransferKind, TransferRecord,
 };

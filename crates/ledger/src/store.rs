@@ -24,7 +24,24 @@ use crate::transfer::{Hold, TransferRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Read access to ledger state, as `apply` and the queries need it.
+/// The panic payload of a store that cannot read its own state (I/O error, corrupt row).
+/// `LedgerRead` is infallible by contract: such a replica must stop rather than answer
+/// differently from its peers, so `apply` lets this panic through where it contains the
+/// panics of buggy commands. Raise it with [`StoreFailure::raise`].
+#[derive(Debug)]
+pub struct StoreFailure {
+    pub message: String,
+}
+
+impl StoreFailure {
+    /// Stops the apply (and, uncaught, the replica) because the store failed.
+    pub fn raise(message: String) -> ! {
+        std::panic::panic_any(StoreFailure { message })
+    }
+}
+
+/// Read access to ledger state, as `apply` and the queries need it. Reads never fail: a backend
+/// that cannot read raises [`StoreFailure`].
 pub trait LedgerRead {
     fn meta(&self) -> LedgerMeta;
     fn account(&self, id: AccountId) -> Option<Account>;

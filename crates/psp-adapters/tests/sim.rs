@@ -259,6 +259,26 @@ async fn a_three_d_secure_charge_completes_by_a_signed_webhook() {
 }
 
 #[tokio::test]
+async fn a_charge_waiting_for_its_buyer_can_be_canceled_and_then_not_completed() {
+    let psp = start(None, 2_000).await;
+    let charge = psp
+        .charge(charge_request("o1", "tok_3ds", 900, true))
+        .await
+        .unwrap();
+    assert!(matches!(charge.status, ChargeStatus::Pending { .. }));
+    let canceled = psp.cancel(&charge.charge_id, "o1:expire").await.unwrap();
+    assert_eq!(canceled.status, ChargeStatus::Canceled);
+    // The same key replays; the buyer can no longer complete it.
+    assert_eq!(
+        psp.cancel(&charge.charge_id, "o1:expire").await.unwrap(),
+        canceled
+    );
+    assert!(psp.complete_pending(&charge.charge_id, true).await.is_err());
+    let status = psp.charge_status("o1").await.unwrap().unwrap();
+    assert_eq!(status.status, ChargeStatus::Canceled);
+}
+
+#[tokio::test]
 async fn a_hosted_page_takes_the_card_redirects_back_and_the_charge_completes() {
     let psp = start(None, 2_000).await;
     let mut request = charge_request("o-hosted", "unused", 2_500, true);

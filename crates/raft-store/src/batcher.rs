@@ -4,10 +4,12 @@
 
 use crate::codec::decode;
 use crate::kv::{Cf, Kv, Order};
+use crate::supervisor::Supervisor;
 use crate::types::{Entry, LedgerRequest, LedgerResponse, Raft};
 use crate::write_error::ServeError;
 use openraft::EntryPayload;
 use std::sync::Arc;
+use std::time::Duration;
 use tally_ledger::limits::BATCH_COMMANDS_MAX;
 use tally_ledger::{Command, CommandResult};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -19,6 +21,11 @@ pub const PROPOSALS_QUEUED_MAX: usize = 8_192;
 pub const ENTRIES_IN_FLIGHT_MAX: usize = 8;
 /// Estimated encoded bytes per entry (commands carry bounded metadata, see `tally_ledger::limits`).
 pub const ENTRY_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// How long a proposed entry may take to commit and apply before its clients are answered
+/// `OutcomeUnknown` and its permit is released. A leader that lost its quorum does not step
+/// down (openraft 0.9) and answers an uncommitted entry only once a new leader truncates it: without
+/// this bound, `ENTRIES_IN_FLIGHT_MAX` such entries stop every write of the node for good.
+pub const COMMIT_WAIT_MS: u64 = 5_000;
 /// Log entries read back (newest first) to find the last stamped entry after a leader change.
 const STAMP_LOOKBACK_ENTRIES_MAX: usize = 64;
 
@@ -38,9 +45,9 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    pub fn spawn<K: Kv>(raft: Raft, kv: Arc<K>, clock: Clock) -> Self {
+    pub fn spawn<K: Kv>(raft: Raft, kv: Arc<K>, clock: Clock, supervisor: &Supervisor) -> Self {
         let (tx, rx) = mpsc::channel(PROPOSALS_QUEUED_MAX);
-        tokio::spawn(run(raft, kv, clock, rx));
+        supervisor.spawn("batcher", run(raft, kv, clock, rx, supervisor.clone()));
         Batcher { tx }
     }
 
@@ -105,7 +112,13 @@ fn last_logged_stamp<K: Kv>(kv: &K) -> u64 {
     0
 }
 
-async fn run<K: Kv>(raft: Raft, kv: Arc<K>, clock: Clock, mut rx: mpsc::Receiver<Proposal>) {
+async fn run<K: Kv>(
+    raft: Raft,
+    kv: Arc<K>,
+    clock: Clock,
+    mut rx: mpsc::Receiver<Proposal>,
+    supervisor: Supervisor,
+) {
     let in_flight = Arc::new(Semaphore::new(ENTRIES_IN_FLIGHT_MAX));
     let mut carried: Option<Proposal> = None;
     let mut last_stamp_ns = 0u64;
@@ -160,25 +173,32 @@ async fn run<K: Kv>(raft: Raft, kv: Arc<K>, clock: Clock, mut rx: mpsc::Receiver
         // Enqueued here, in order, so entries reach the log in stamp order; the wait for the
         // result happens in its own task.
         let receiver = raft.client_write_ff(request).await;
-        tokio::spawn(async move {
+        supervisor.spawn("batcher entry wait", async move {
             let _permit = permit;
             let outcome = match receiver {
                 Err(fatal) => Err(ServeError::Stopped(fatal.to_string())),
-                Ok(receiver) => match receiver.await {
-                    Err(_) => Err(ServeError::Stopped("raft dropped the write".into())),
-                    Ok(Err(error)) => Err(ServeError::from(openraft::error::RaftError::APIError(
-                        error,
-                    ))),
-                    Ok(Ok(response)) => match response.data {
-                        LedgerResponse::Applied { results } => Ok(results),
-                        LedgerResponse::Refused { code, message } => {
-                            Err(ServeError::Refused { code, message })
-                        }
-                        LedgerResponse::NoOp => {
-                            unreachable!("a normal entry always gets a ledger answer")
-                        }
-                    },
-                },
+                Ok(receiver) => {
+                    match tokio::time::timeout(Duration::from_millis(COMMIT_WAIT_MS), receiver)
+                        .await
+                    {
+                        Err(_) => Err(ServeError::OutcomeUnknown {
+                            waited_ms: COMMIT_WAIT_MS,
+                        }),
+                        Ok(Err(_)) => Err(ServeError::Stopped("raft dropped the write".into())),
+                        Ok(Ok(Err(error))) => Err(ServeError::from(
+                            openraft::error::RaftError::APIError(error),
+                        )),
+                        Ok(Ok(Ok(response))) => match response.data {
+                            LedgerResponse::Applied { results } => Ok(results),
+                            LedgerResponse::Refused { code, message } => {
+                                Err(ServeError::Refused { code, message })
+                            }
+                            LedgerResponse::NoOp => {
+                                unreachable!("a normal entry always gets a ledger answer")
+                            }
+                        },
+                    }
+                }
             };
             split_results(outcome, waiters);
         });

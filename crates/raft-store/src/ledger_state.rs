@@ -6,7 +6,7 @@
 
 use crate::codec::{decode, encode};
 use crate::keys;
-use crate::kv::{Cf, KvRead, Order, WriteBatch};
+use crate::kv::{Cf, Kv, KvRead, Order, WriteBatch};
 use serde::de::DeserializeOwned;
 use tally_ledger::payment::{
     ApiKeyId, Buyer, BuyerId, CheckoutId, Delivery, Merchant, MerchantId, OrderId, Payment, Payout,
@@ -14,7 +14,7 @@ use tally_ledger::payment::{
 };
 use tally_ledger::{
     Account, AccountId, ChangeSet, HistoryEntry, Hold, IdempotencyKey, IdempotencyRecord,
-    LedgerMeta, LedgerRead, TransferId, TransferRecord,
+    LedgerMeta, LedgerRead, StoreFailure, TransferId, TransferRecord,
 };
 
 /// Rows read per round trip by the full scans (audits, snapshots), so a scan never holds the
@@ -22,19 +22,43 @@ use tally_ledger::{
 const SCAN_PAGE_ROWS_MAX: usize = 1_024;
 
 pub struct KvLedger<'a> {
-    kv: &'a dyn KvRead,
+    view: View<'a>,
+}
+
+enum View<'a> {
+    Borrowed(&'a dyn KvRead),
+    Snapshot(Box<dyn KvRead + 'a>),
 }
 
 impl<'a> KvLedger<'a> {
+    /// The ledger over `kv` as it is: each read sees the store at the moment of that read (the
+    /// state machine's own reads, between its writes).
     pub fn new(kv: &'a dyn KvRead) -> Self {
-        KvLedger { kv }
+        KvLedger {
+            view: View::Borrowed(kv),
+        }
+    }
+
+    /// The ledger over one point-in-time snapshot of `kv`: every read through it sees the same
+    /// state while applies go on. One per client read request, so a read of many keys never
+    /// mixes two batches.
+    pub fn snapshot<K: Kv>(kv: &'a K) -> Self {
+        KvLedger {
+            view: View::Snapshot(kv.snapshot_view()),
+        }
+    }
+
+    fn kv(&self) -> &dyn KvRead {
+        match &self.view {
+            View::Borrowed(kv) => *kv,
+            View::Snapshot(kv) => kv.as_ref(),
+        }
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Option<T> {
-        let bytes = self
-            .kv
-            .get(Cf::State, key)
-            .unwrap_or_else(|e| panic!("ledger state unreadable at {key:?}: {e}"))?;
+        let bytes = self.kv().get(Cf::State, key).unwrap_or_else(|e| {
+            store_failure(format!("ledger state unreadable at {key:?}: {e}"))
+        })?;
         Some(decode_or_die(key, &bytes))
     }
 
@@ -45,9 +69,11 @@ impl<'a> KvLedger<'a> {
         order: Order,
         limit: usize,
     ) -> Vec<(Vec<u8>, Vec<u8>)> {
-        self.kv
+        self.kv()
             .range(Cf::State, start, end, order, limit)
-            .unwrap_or_else(|e| panic!("ledger state unreadable from {start:?}: {e}"))
+            .unwrap_or_else(|e| {
+                store_failure(format!("ledger state unreadable from {start:?}: {e}"))
+            })
     }
 
     fn scan<T: DeserializeOwned>(&self, prefix: &[u8], visit: &mut dyn FnMut(&T)) {
@@ -70,7 +96,13 @@ impl<'a> KvLedger<'a> {
 }
 
 fn decode_or_die<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> T {
-    decode(bytes).unwrap_or_else(|e| panic!("ledger state corrupt at {key:?}: {e}"))
+    decode(bytes).unwrap_or_else(|e| store_failure(format!("ledger state corrupt at {key:?}: {e}")))
+}
+
+/// Stops the apply: `apply` contains the panics of buggy commands, but not this one.
+fn store_failure(message: String) -> ! {
+    tracing::error!(%message, "the node cannot read its own ledger state; stopping");
+    StoreFailure::raise(message)
 }
 
 impl LedgerRead for KvLedger<'_> {

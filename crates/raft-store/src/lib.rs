@@ -19,16 +19,20 @@ pub mod runtime;
 mod service;
 mod snapshot;
 mod state_machine;
+mod supervisor;
+mod timekeeper;
 mod types;
 mod write_error;
 
 pub use batcher::{Batcher, Clock};
 pub use ledger_state::KvLedger;
-pub use log_store::{LogFault, LogStore};
+pub use log_store::{DiskLatency, LogFault, LogStore};
 pub use network::{Network, RaftRpcServer};
 pub use node::{Node, NodeEnv, NodeError, RaftTuning};
 pub use reads::ReadGate;
 pub use state_machine::{ledger_view, SnapshotBuilder, StateMachine};
+pub use supervisor::Supervisor;
+pub use timekeeper::Timekeeper;
 pub use types::{
     Entry, LedgerRequest, LedgerResponse, LogId, NodeId, NodeInfo, Raft, Snapshot, SnapshotMeta,
     StorageError, StoredMembership, TypeConfig,

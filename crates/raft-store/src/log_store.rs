@@ -6,13 +6,14 @@
 
 use crate::codec::{decode, encode};
 use crate::keys;
-use crate::kv::{Cf, Durability, Kv, KvError, Order, WriteBatch};
+use crate::kv::{off_workers, Cf, Durability, Kv, KvError, Order, WriteBatch};
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogId, Vote};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Test-only fault switch (planted bugs must be found by the tests that guard against them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,9 +24,13 @@ pub enum LogFault {
     AckBeforeSync,
 }
 
+/// Extra time each synced write takes (a slow disk, in simulations); none in production.
+pub type DiskLatency = Arc<dyn Fn() -> Duration + Send + Sync>;
+
 pub struct LogStore<K: Kv> {
     kv: Arc<K>,
     fault: LogFault,
+    disk_latency: Option<DiskLatency>,
 }
 
 impl<K: Kv> Clone for LogStore<K> {
@@ -33,6 +38,7 @@ impl<K: Kv> Clone for LogStore<K> {
         LogStore {
             kv: self.kv.clone(),
             fault: self.fault,
+            disk_latency: self.disk_latency.clone(),
         }
     }
 }
@@ -54,15 +60,37 @@ fn corrupt(key: &[u8], e: impl std::fmt::Display) -> KvError {
 
 impl<K: Kv> LogStore<K> {
     pub fn new(kv: Arc<K>) -> Self {
-        LogStore {
-            kv,
-            fault: LogFault::None,
-        }
+        Self::with_fault(kv, LogFault::None)
     }
 
     /// Plants a durability bug; for tests that prove the checks find it.
     pub fn with_fault(kv: Arc<K>, fault: LogFault) -> Self {
-        LogStore { kv, fault }
+        LogStore {
+            kv,
+            fault,
+            disk_latency: None,
+        }
+    }
+
+    /// Slows every synced write by what `latency` answers (simulated slow disks).
+    pub fn with_disk_latency(mut self, latency: Option<DiskLatency>) -> Self {
+        self.disk_latency = latency;
+        self
+    }
+
+    /// Writes `batch`. An fsync blocks its thread for milliseconds: on a store that does real
+    /// I/O it runs on tokio's blocking pool, never on the workers that carry heartbeats.
+    async fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), KvError> {
+        if durability == Durability::Synced {
+            if let Some(latency) = &self.disk_latency {
+                let extra = latency();
+                if !extra.is_zero() {
+                    tokio::time::sleep(extra).await;
+                }
+            }
+        }
+        let kv = self.kv.clone();
+        off_workers(&*self.kv, move || kv.write(batch, durability)).await
     }
 
     fn get_raft<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, KvError> {
@@ -149,8 +177,8 @@ impl<K: Kv> RaftLogStorage<TypeConfig> for LogStore<K> {
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
         batch.put(Cf::Raft, keys::VOTE, encode(vote));
-        self.kv
-            .write(batch, Durability::Synced)
+        self.write(batch, Durability::Synced)
+            .await
             .map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
@@ -197,7 +225,7 @@ impl<K: Kv> RaftLogStorage<TypeConfig> for LogStore<K> {
             LogFault::None => Durability::Synced,
             LogFault::AckBeforeSync => Durability::Unsynced,
         };
-        match self.kv.write(batch, durability) {
+        match self.write(batch, durability).await {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
@@ -213,8 +241,8 @@ impl<K: Kv> RaftLogStorage<TypeConfig> for LogStore<K> {
         let mut batch = WriteBatch::default();
         // Log keys are 8 bytes; a 9-byte key of 0xff sorts after all of them.
         batch.delete_range(Cf::Log, keys::log_index(log_id.index), vec![0xff; 9]);
-        self.kv
-            .write(batch, Durability::Synced)
+        self.write(batch, Durability::Synced)
+            .await
             .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 
@@ -228,8 +256,8 @@ impl<K: Kv> RaftLogStorage<TypeConfig> for LogStore<K> {
             keys::log_index(0),
             keys::log_index(log_id.index + 1),
         );
-        self.kv
-            .write(batch, Durability::Synced)
+        self.write(batch, Durability::Synced)
+            .await
             .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 }

@@ -4,14 +4,17 @@
 
 use crate::batcher::{Batcher, Clock};
 use crate::kv::Kv;
-use crate::log_store::{LogFault, LogStore};
+use crate::log_store::{DiskLatency, LogFault, LogStore};
 use crate::network::{Network, RaftRpcServer};
 use crate::reads::ReadGate;
 use crate::service::{AdminService, LedgerService, PaymentsService};
 use crate::state_machine::StateMachine;
+use crate::supervisor::Supervisor;
+use crate::timekeeper::Timekeeper;
 use crate::types::{NodeId, NodeInfo, Raft};
 use openraft::{Config, SnapshotPolicy};
 use std::future::Future;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tally_ledger::PlantedBugs;
 use tally_net::{serve, Protocols};
@@ -56,6 +59,8 @@ pub enum NodeError {
     Raft(String),
     #[error("gRPC server failed: {0}")]
     Serve(String),
+    #[error("node failed: {0}")]
+    Failed(String),
 }
 
 pub struct Node<K: Kv> {
@@ -65,6 +70,23 @@ pub struct Node<K: Kv> {
     pub kv: Arc<K>,
     pub batcher: Batcher,
     pub reads: ReadGate,
+    /// Commands whose apply panicked (a bug), contained to the command (admin status).
+    pub apply_faults: Arc<AtomicU64>,
+    /// Fails the node when one of its background tasks panics or Raft stops on its own.
+    pub supervisor: Supervisor,
+    /// Expires holds and ends hold periods on time on the leader.
+    pub timekeeper: Timekeeper<K>,
+}
+
+/// Fails the node when its Raft core stops without being asked to (a storage error or a panic
+/// inside openraft): the process must exit and be restarted, not serve without a Raft.
+fn watch_raft_core(raft: Raft, supervisor: &Supervisor) {
+    let on_stop = supervisor.clone();
+    supervisor.spawn("raft core watch", async move {
+        let mut metrics = raft.metrics();
+        while metrics.changed().await.is_ok() {}
+        on_stop.fail("the Raft core stopped".to_string());
+    });
 }
 
 /// What a node takes from its surroundings. Production uses the system clock and OS sockets; a
@@ -79,6 +101,8 @@ pub struct NodeEnv {
     pub log_fault: LogFault,
     /// Planted ledger bugs, likewise.
     pub ledger_bugs: PlantedBugs,
+    /// Extra latency of every synced write (a simulated slow disk); `None` in production.
+    pub disk_latency: Option<DiskLatency>,
 }
 
 impl NodeEnv {
@@ -88,6 +112,7 @@ impl NodeEnv {
             dialer: None,
             log_fault: LogFault::None,
             ledger_bugs: PlantedBugs::NONE,
+            disk_latency: None,
         }
     }
 }
@@ -125,17 +150,28 @@ impl<K: Kv> Node<K> {
         }
         .validate()
         .map_err(|e| NodeError::Config(e.to_string()))?;
+        let state_machine = StateMachine::with_bugs(kv.clone(), env.ledger_bugs);
+        let apply_faults = state_machine.fault_counter();
         let raft = Raft::new(
             id,
             Arc::new(config),
             Network::new(id, env.dialer),
-            LogStore::with_fault(kv.clone(), env.log_fault),
-            StateMachine::with_bugs(kv.clone(), env.ledger_bugs),
+            LogStore::with_fault(kv.clone(), env.log_fault).with_disk_latency(env.disk_latency),
+            state_machine,
         )
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
-        let batcher = Batcher::spawn(raft.clone(), kv.clone(), env.clock);
-        let reads = ReadGate::spawn(raft.clone());
+        let supervisor = Supervisor::default();
+        let batcher = Batcher::spawn(raft.clone(), kv.clone(), env.clock.clone(), &supervisor);
+        let timekeeper = Timekeeper::spawn(
+            raft.clone(),
+            kv.clone(),
+            batcher.clone(),
+            env.clock,
+            &supervisor,
+        );
+        let reads = ReadGate::spawn(raft.clone(), &supervisor);
+        watch_raft_core(raft.clone(), &supervisor);
         Ok(Node {
             id,
             info,
@@ -143,6 +179,9 @@ impl<K: Kv> Node<K> {
             kv,
             batcher,
             reads,
+            apply_faults,
+            supervisor,
+            timekeeper,
         })
     }
 
@@ -184,10 +223,20 @@ impl<K: Kv> Node<K> {
     {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let raft_routes = Routes::new(RaftRpcServer::new(self.raft.clone()).into_service());
-        let ledger = LedgerService::new(self.kv.clone(), self.batcher.clone(), self.reads.clone());
+        let ledger = LedgerService::new(
+            self.kv.clone(),
+            self.batcher.clone(),
+            self.reads.clone(),
+            self.timekeeper.clone(),
+        );
         let payments =
             PaymentsService::new(self.kv.clone(), self.batcher.clone(), self.reads.clone());
-        let admin = AdminService::new(self.id, self.raft.clone(), self.kv.clone());
+        let admin = AdminService::new(
+            self.id,
+            self.raft.clone(),
+            self.kv.clone(),
+            self.apply_faults.clone(),
+        );
         let api_routes = Routes::new(ledger.into_service())
             .add_service(payments.into_service())
             .add_service(admin.into_service());
@@ -201,13 +250,23 @@ impl<K: Kv> Node<K> {
         );
         let api_server = serve(api_routes, Protocols::Http2Only, api_incoming, stop_rx);
         let raft = self.raft.clone();
+        let supervisor = self.supervisor.clone();
         let stopper = async move {
-            shutdown.await;
+            let failure = tokio::select! {
+                () = shutdown => None,
+                reason = supervisor.failed() => Some(reason),
+            };
             let _ = stop_tx.send(true);
+            failure
         };
-        tokio::join!(raft_server, api_server, stopper);
-        raft.shutdown()
-            .await
-            .map_err(|e| NodeError::Raft(e.to_string()))
+        let ((), (), failure) = tokio::join!(raft_server, api_server, stopper);
+        self.supervisor.stopping();
+        // A failed node stops serving first, so clients move to the other replicas; its Raft
+        // may be gone already, which makes this shutdown's error moot.
+        let stopped = raft.shutdown().await;
+        if let Some(reason) = failure {
+            return Err(NodeError::Failed(reason));
+        }
+        stopped.map_err(|e| NodeError::Raft(e.to_string()))
     }
 }

@@ -1,16 +1,25 @@
 //! Linearizable reads: one leadership check (a heartbeat round to a quorum) serves every read
-//! that arrived before it started, instead of one round per read.
+//! that arrived before it started, instead of one round per read. Each round runs under a
+//! deadline in its own task, and a few rounds may be open at once, so a round stuck on a leader
+//! that lost its quorum answers `NoQuorum` in bounded time and never blocks the reads after it.
 
+use crate::supervisor::Supervisor;
 use crate::types::Raft;
 use crate::write_error::ServeError;
 use openraft::metrics::WaitError;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// Reads waiting for the next round; beyond this, callers get `Overloaded`.
 pub const READS_QUEUED_MAX: usize = 16_384;
 /// How long a read waits for the leader's log to be applied before it is refused (retryable).
 pub const READ_APPLY_WAIT_MS: u64 = 5_000;
+/// The whole round (leadership check and apply wait) ends within this, else `NoQuorum`.
+/// openraft's `ensure_linearizable` waits for its read index with no deadline of its own.
+pub const READ_ROUND_MS_MAX: u64 = READ_APPLY_WAIT_MS + 1_000;
+/// Rounds open at once. A new round starts while older ones wait, up to this many.
+pub const READ_ROUNDS_IN_FLIGHT_MAX: usize = 4;
 
 /// One leadership round, then waits until this node has applied every write it could have
 /// acknowledged. `ensure_linearizable` alone waits only up to its read index, the larger of
@@ -41,19 +50,32 @@ pub struct ReadGate {
 }
 
 impl ReadGate {
-    pub fn spawn(raft: Raft) -> Self {
+    pub fn spawn(raft: Raft, supervisor: &Supervisor) -> Self {
         let (tx, mut rx) =
             mpsc::channel::<oneshot::Sender<Result<(), ServeError>>>(READS_QUEUED_MAX);
-        tokio::spawn(async move {
+        let rounds = Arc::new(Semaphore::new(READ_ROUNDS_IN_FLIGHT_MAX));
+        let round_supervisor = supervisor.clone();
+        supervisor.spawn("read gate", async move {
             while let Some(first) = rx.recv().await {
+                // Rounds end within their deadline, so this wait is bounded too.
+                let Ok(permit) = rounds.clone().acquire_owned().await else {
+                    return;
+                };
                 let mut waiters = vec![first];
                 while let Ok(next) = rx.try_recv() {
                     waiters.push(next);
                 }
-                let outcome = linearize(&raft).await;
-                for waiter in waiters {
-                    let _ = waiter.send(outcome.clone());
-                }
+                let raft = raft.clone();
+                round_supervisor.spawn("read round", async move {
+                    let _permit = permit;
+                    let deadline = Duration::from_millis(READ_ROUND_MS_MAX);
+                    let outcome = tokio::time::timeout(deadline, linearize(&raft))
+                        .await
+                        .unwrap_or(Err(ServeError::NoQuorum));
+                    for waiter in waiters {
+                        let _ = waiter.send(outcome.clone());
+                    }
+                });
             }
         });
         ReadGate { tx }

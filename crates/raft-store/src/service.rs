@@ -25,7 +25,10 @@ pub(crate) fn status_of(error: ServeError) -> Status {
         ServeError::NotLeader { leader, .. } => {
             not_leader_status(leader.as_ref().map(|l| l.api_addr.as_str()))
         }
-        ServeError::NoQuorum | ServeError::Overloaded => Status::unavailable(message),
+        // Retryable: the client's retry resends the same ids, which the ledger deduplicates.
+        ServeError::NoQuorum | ServeError::Overloaded | ServeError::OutcomeUnknown { .. } => {
+            Status::unavailable(message)
+        }
         ServeError::Refused { .. } => Status::invalid_argument(message),
         ServeError::Stopped(_) => Status::unavailable(message),
     }

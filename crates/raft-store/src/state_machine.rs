@@ -9,7 +9,7 @@
 
 use crate::codec::{decode, encode};
 use crate::keys;
-use crate::kv::{Cf, Durability, Kv, KvError, KvRead, WriteBatch};
+use crate::kv::{off_workers, Cf, Durability, Kv, KvError, KvRead, WriteBatch};
 use crate::ledger_state::{write_changes, KvLedger};
 use crate::snapshot::{capture, read_applied, verify};
 use crate::types::{
@@ -44,6 +44,10 @@ pub struct StateMachine<K: Kv> {
     snapshots_built: Arc<AtomicU64>,
     /// Ledger bugs planted by the simulation's checker tests; none in production.
     bugs: PlantedBugs,
+    /// Bugs `apply` caught and contained since this process started (`ApplyFault`s).
+    faults: Arc<AtomicU64>,
+    /// Orders the writes of the current-snapshot record by builds and installs.
+    record_lock: Arc<std::sync::Mutex<()>>,
 }
 
 impl<K: Kv> StateMachine<K> {
@@ -57,7 +61,14 @@ impl<K: Kv> StateMachine<K> {
             kv,
             snapshots_built: Arc::new(AtomicU64::new(0)),
             bugs,
+            faults: Arc::new(AtomicU64::new(0)),
+            record_lock: Arc::default(),
         }
+    }
+
+    /// The count of contained apply faults, shared with whoever reports it (the admin status).
+    pub fn fault_counter(&self) -> Arc<AtomicU64> {
+        self.faults.clone()
     }
 
     fn apply_entry(&self, entry: &Entry) -> Result<LedgerResponse, KvError> {
@@ -74,6 +85,17 @@ impl<K: Kv> StateMachine<K> {
                     self.bugs,
                 ) {
                     Ok(applied) => {
+                        for fault in &applied.faults {
+                            // Every replica hits the same bug at the same command: loud, counted,
+                            // and contained to that command.
+                            tracing::error!(
+                                index = log_id.index,
+                                step = %fault.step,
+                                message = %fault.message,
+                                "BUG: a ledger command panicked in apply; it was rolled back and answered internal_error"
+                            );
+                            self.faults.fetch_add(1, Ordering::Relaxed);
+                        }
                         write_changes(&applied.changes, &mut batch);
                         LedgerResponse::Applied {
                             results: applied.results,
@@ -97,8 +119,7 @@ impl<K: Kv> StateMachine<K> {
     }
 }
 
-fn store_current_snapshot<K: Kv>(kv: &K, meta: &SnapshotMeta, data: &[u8]) -> Result<(), KvError> {
-    let mut batch = WriteBatch::default();
+fn put_current_snapshot(batch: &mut WriteBatch, meta: &SnapshotMeta, data: &[u8]) {
     batch.put(
         Cf::Raft,
         keys::CURRENT_SNAPSHOT,
@@ -107,6 +128,29 @@ fn store_current_snapshot<K: Kv>(kv: &K, meta: &SnapshotMeta, data: &[u8]) -> Re
             data: data.to_vec(),
         }),
     );
+}
+
+/// Records a snapshot this node built, unless a newer one was installed while it was being
+/// built (builds run concurrently with applies and installs): a node never serves a snapshot
+/// older than its state. `record_lock` orders this read-then-write against installs.
+fn record_built_snapshot<K: Kv>(
+    kv: &K,
+    record_lock: &std::sync::Mutex<()>,
+    meta: &SnapshotMeta,
+    data: &[u8],
+) -> Result<(), KvError> {
+    let _recording = record_lock.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(bytes) = kv.get(Cf::Raft, keys::CURRENT_SNAPSHOT)? {
+        let current: StoredSnapshot = decode(&bytes).map_err(|e| KvError::Corrupt {
+            key: keys::CURRENT_SNAPSHOT.to_vec(),
+            reason: e.to_string(),
+        })?;
+        if current.meta.last_log_id > meta.last_log_id {
+            return Ok(());
+        }
+    }
+    let mut batch = WriteBatch::default();
+    put_current_snapshot(&mut batch, meta, data);
     kv.write(batch, Durability::Synced)
 }
 
@@ -141,6 +185,7 @@ impl<K: Kv> RaftStateMachine<TypeConfig> for StateMachine<K> {
             kv: self.kv.clone(),
             view: self.kv.frozen_view(),
             sequence: self.snapshots_built.fetch_add(1, Ordering::Relaxed),
+            record_lock: self.record_lock.clone(),
         }
     }
 
@@ -162,18 +207,22 @@ impl<K: Kv> RaftStateMachine<TypeConfig> for StateMachine<K> {
         for (key, value) in payload.rows {
             batch.put(Cf::State, key, value);
         }
-        self.kv
-            .write(batch, Durability::Synced)
-            .map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
-        // The installed state must hold every ledger invariant, checked from scratch.
-        if let Err(violation) = tally_ledger::audit(&KvLedger::new(&*self.kv)) {
-            panic!(
-                "installed snapshot {} breaks a ledger invariant: {violation}",
-                meta.snapshot_id
-            );
-        }
-        store_current_snapshot(&*self.kv, meta, &data)
-            .map_err(|e| snapshot_error(ErrorVerb::Write, e))
+        // The state and the snapshot's record in one atomic write.
+        put_current_snapshot(&mut batch, meta, &data);
+        let kv = self.kv.clone();
+        let record_lock = self.record_lock.clone();
+        let snapshot_id = meta.snapshot_id.clone();
+        off_workers(&*self.kv, move || -> Result<(), KvError> {
+            let _recording = record_lock.lock().unwrap_or_else(|p| p.into_inner());
+            kv.write(batch, Durability::Synced)?;
+            // The installed state must hold every ledger invariant, checked from scratch.
+            if let Err(violation) = tally_ledger::audit(&KvLedger::new(&*kv)) {
+                panic!("installed snapshot {snapshot_id} breaks a ledger invariant: {violation}");
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| snapshot_error(ErrorVerb::Write, e))
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
@@ -197,6 +246,7 @@ pub struct SnapshotBuilder<K: Kv> {
     kv: Arc<K>,
     view: Result<Box<dyn KvRead>, KvError>,
     sequence: u64,
+    record_lock: Arc<std::sync::Mutex<()>>,
 }
 
 impl<K: Kv> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<K> {
@@ -216,7 +266,7 @@ impl<K: Kv> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<K> {
             snapshot_id,
         };
         let data = encode(&payload);
-        store_current_snapshot(&*self.kv, &meta, &data)
+        record_built_snapshot(&*self.kv, &self.record_lock, &meta, &data)
             .map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
         Ok(Snapshot {
             meta,

@@ -52,21 +52,6 @@ async fn wallet_credits(cluster: &Cluster, node: u64) -> String {
     response.balances.expect("balances").credits_posted
 }
 
-fn assert_same_hash_everywhere(cluster: &Cluster) {
-    let hashes: Vec<[u8; 32]> = cluster
-        .nodes
-        .keys()
-        .map(|id| cluster.hash_chain(*id))
-        .collect();
-    assert!(
-        hashes.windows(2).all(|pair| pair[0] == pair[1]),
-        "replicas diverged: {hashes:?}"
-    );
-    for id in cluster.nodes.keys() {
-        cluster.audit(*id);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_replicate_to_every_node_with_equal_hash_chains() {
     let cluster = Cluster::start(3, RaftTuning::default()).await;
@@ -76,7 +61,7 @@ async fn writes_replicate_to_every_node_with_equal_hash_chains() {
         assert_eq!(pay(&cluster, leader, 100 + i, "1.25").await, "ok");
     }
     cluster.wait_converged().await;
-    assert_same_hash_everywhere(&cluster);
+    cluster.assert_same_hash_everywhere();
     for id in cluster.nodes.keys() {
         use tally_ledger::LedgerRead;
         let view = tally_raft_store::ledger_view(&*cluster.nodes[id].kv);
@@ -111,7 +96,7 @@ async fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_transfer(
     assert_eq!(wallet_credits(&cluster, new_leader).await, "11.00");
     cluster.restart(old_leader).await;
     cluster.wait_converged().await;
-    assert_same_hash_everywhere(&cluster);
+    cluster.assert_same_hash_everywhere();
     cluster.shutdown().await;
 }
 
@@ -127,7 +112,7 @@ async fn a_restarted_follower_catches_up() {
     }
     cluster.restart(follower).await;
     cluster.wait_converged().await;
-    assert_same_hash_everywhere(&cluster);
+    cluster.assert_same_hash_everywhere();
     cluster.shutdown().await;
 }
 
@@ -168,7 +153,7 @@ async fn a_node_behind_the_purge_point_catches_up_by_snapshot() {
         metrics.snapshot.is_some(),
         "follower caught up without a snapshot: {metrics:?}"
     );
-    assert_same_hash_everywhere(&cluster);
+    cluster.assert_same_hash_everywhere();
     assert_eq!(wallet_credits(&cluster, leader).await, "20.00");
     cluster.shutdown().await;
 }
@@ -224,7 +209,7 @@ async fn nodes_are_added_promoted_and_removed() {
         voters.contains(&4) && !voters.contains(&removed),
         "voters: {voters:?}"
     );
-    assert_same_hash_everywhere(&cluster);
+    cluster.assert_same_hash_everywhere();
     cluster.shutdown().await;
 }
 
@@ -248,7 +233,7 @@ async fn a_full_cluster_restart_keeps_every_balance() {
     assert_eq!(wallet_credits(&cluster, leader).await, "9.00");
     cluster.wait_converged().await;
     assert_eq!(cluster.hash_chain(leader), before);
-    assert_same_hash_everywhere(&cluster);
+    cluster.assert_same_hash_everywhere();
     cluster.shutdown().await;
 }
 
@@ -312,7 +297,7 @@ async fn bad_requests_get_clear_per_item_errors_and_change_nothing() {
     // Only the valid transfer moved money; the refused ones changed no balance.
     assert_eq!(wallet_credits(&cluster, leader).await, "1.00");
     assert_ne!(cluster.hash_chain(leader), before);
-    assert_same_hash_everywhere(&cluster);
+    cluster.assert_same_hash_everywhere();
     cluster.shutdown().await;
 }
 
@@ -444,6 +429,6 @@ async fn payments_replicate_through_the_payments_service_and_survive_a_leader_ki
     cluster.restart(old_leader).await;
     cluster.wait_converged().await;
     // Equal hash chains, and on every node the audit finds the held account equal to the orders.
-    assert_same_hash_everywhere(&cluster);
+    cluster.assert_same_hash_everywhere();
     cluster.shutdown().await;
 }

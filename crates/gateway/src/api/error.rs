@@ -19,6 +19,8 @@ pub enum ErrorKind {
     ResourceExhausted,
     /// The cluster, the PSP or the risk service cannot answer now: retry later.
     Unavailable,
+    /// A bug: the ledger caught a panic applying the request and applied nothing of it.
+    Internal,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +65,7 @@ impl ApiError {
             ErrorKind::Aborted => tonic::Code::Aborted,
             ErrorKind::ResourceExhausted => tonic::Code::ResourceExhausted,
             ErrorKind::Unavailable => tonic::Code::Unavailable,
+            ErrorKind::Internal => tonic::Code::Internal,
         }
     }
 
@@ -76,6 +79,7 @@ impl ApiError {
             ErrorKind::FailedPrecondition => 422,
             ErrorKind::ResourceExhausted => 429,
             ErrorKind::Unavailable => 503,
+            ErrorKind::Internal => 500,
         }
     }
 }
@@ -135,7 +139,9 @@ impl From<PaymentError> for ApiError {
             | TransferRefused { .. }
             | PayoutExceedsAvailable { .. }
             | PayoutInvalidTransition { .. }
+            | PaymentInvalidTransition { .. }
             | NotDeadLettered { .. } => ErrorKind::FailedPrecondition,
+            Internal => ErrorKind::Internal,
         };
         ApiError::new(kind, error.code(), error.to_string())
     }

@@ -93,6 +93,10 @@ struct Args {
     /// Orders the executor works at once.
     #[arg(long, default_value_t = 64)]
     executor_concurrency: usize,
+    /// A pending order (3-D Secure, QR, hosted page) the buyer has not completed this long after
+    /// it was created is canceled at the PSP and fails with `expired`.
+    #[arg(long, default_value_t = tally_gateway::executor::PENDING_EXPIRY_MS_DEFAULT)]
+    pending_expiry_ms: u64,
     #[arg(long, default_value_t = 200)]
     retry_base_ms: u64,
     #[arg(long, default_value_t = 60_000)]
@@ -168,6 +172,7 @@ fn settings(args: &Args) -> Result<GatewaySettings> {
         config.lease_ms = args.lease_ms;
         config.idle_poll_ms = args.idle_poll_ms;
         config.orders_in_flight_max = args.executor_concurrency.max(1);
+        config.pending_expiry_ms = args.pending_expiry_ms;
         config.psp_call_timeout_ms = args.psp_timeout_ms;
         Some(config)
     };

@@ -3,19 +3,21 @@
 //! the same store and batch give byte-identical results and changes on every replica.
 
 mod account;
+mod client_checks;
 mod expiry;
+mod guard;
 mod idempotency;
 mod payment;
 mod transfer;
 mod txn;
 
 use crate::command::{Command, CommandResult};
-use crate::errors::{AccountError, BatchError, TransferError};
+use crate::errors::BatchError;
 use crate::ids::TransferId;
 use crate::limits::{BATCH_COMMANDS_MAX, TIMESTAMP_NS_MAX};
-use crate::payment::chart::is_reserved_id;
 use crate::payment::OrderId;
 use crate::store::{ChangeSet, LedgerRead};
+pub use guard::{panic_text, ApplyFault};
 use txn::Txn;
 
 /// What one batch did.
@@ -29,6 +31,10 @@ pub struct Applied {
     pub released: Vec<OrderId>,
     /// Every write of the batch, to be persisted in one atomic write.
     pub changes: ChangeSet,
+    /// Bugs caught and contained in this batch (a command that panicked answers
+    /// `internal_error`, with nothing of it applied). Empty unless the ledger has a bug: the
+    /// caller logs each loudly and counts them.
+    pub faults: Vec<ApplyFault>,
 }
 
 /// Hands out event timestamps. Each expiry and each command gets its own, strictly larger than
@@ -73,13 +79,20 @@ pub struct PlantedBugs {
     /// so the claim lapses within microseconds and other executors find the order due and claim
     /// it while the first one's PSP call is still open.
     pub lease_ignored: bool,
+    /// A transfer with code [`PLANTED_PANIC_CODE`] panics after it has been applied to the
+    /// overlay: the containment must roll it back and answer `internal_error`.
+    pub panic_in_apply: bool,
 }
+
+/// The transfer code that panics when [`PlantedBugs::panic_in_apply`] is planted.
+pub const PLANTED_PANIC_CODE: u16 = 0xDEAD;
 
 impl PlantedBugs {
     pub const NONE: PlantedBugs = PlantedBugs {
         transfer_applies_twice: false,
         webhook_applied_without_dedupe: false,
         lease_ignored: false,
+        panic_in_apply: false,
     };
 }
 
@@ -108,10 +121,12 @@ pub fn apply_with_bugs<S: LedgerRead>(
     let mut txn = Txn::with_capacity(store, commands.len());
     txn.bugs = bugs;
 
-    let expired = expiry::expire_holds(&mut txn, batch_timestamp_ns, &mut clock);
-    let released = payment::release_due_holds(&mut txn, batch_timestamp_ns, &mut clock);
-    let results = apply_commands(&mut txn, commands, &mut clock);
-    debug_assert_eq!(results.len(), commands.len());
+    let mut faults = Vec::new();
+    let expired = expiry::expire_holds(&mut txn, batch_timestamp_ns, &mut clock, &mut faults);
+    let released =
+        payment::release_due_holds(&mut txn, batch_timestamp_ns, &mut clock, &mut faults);
+    let results = apply_commands(&mut txn, commands, &mut clock, &mut faults);
+    assert_eq!(results.len(), commands.len(), "one result per command");
 
     if clock.next_ns > first_event_ns {
         meta.last_timestamp_ns = clock.next_ns - 1;
@@ -131,6 +146,7 @@ pub fn apply_with_bugs<S: LedgerRead>(
         expired,
         released,
         changes,
+        faults,
     })
 }
 
@@ -138,6 +154,7 @@ fn apply_commands<S: LedgerRead>(
     txn: &mut Txn<'_, S>,
     commands: &[Command],
     clock: &mut EventClock,
+    faults: &mut Vec<ApplyFault>,
 ) -> Vec<CommandResult> {
     let mut results = Vec::with_capacity(commands.len());
     let mut start = 0;
@@ -159,20 +176,36 @@ fn apply_commands<S: LedgerRead>(
                 start = commands.len();
             }
             Some(end) if end == start => {
-                let result = match &commands[start] {
-                    Command::Payment(command) => {
-                        CommandResult::Payment(Box::new(payment::execute(txn, command, clock)))
+                let command = &commands[start];
+                let name = || format!("command {start} ({})", command.kind_name());
+                let result = guard::contained(txn, clock, faults, name, |txn, clock| {
+                    match command {
+                        // A payment command opens its own all-or-nothing scope.
+                        Command::Payment(command) => {
+                            CommandResult::Payment(Box::new(payment::execute(txn, command, clock)))
+                        }
+                        command => {
+                            let timestamp_ns = clock.tick();
+                            // The scope gives the containment an undo log to roll back.
+                            txn.begin_chain();
+                            let result = execute(txn, command, timestamp_ns);
+                            txn.commit_chain();
+                            result
+                        }
                     }
-                    command => {
-                        let timestamp_ns = clock.tick();
-                        execute(txn, command, timestamp_ns)
-                    }
-                };
-                results.push(result);
+                });
+                results.push(result.unwrap_or_else(|| CommandResult::internal_error(command)));
                 start += 1;
             }
             Some(end) => {
-                results.extend(apply_chain(txn, &commands[start..=end], clock));
+                let chain = &commands[start..=end];
+                let name = || format!("linked chain of commands {start}..={end}");
+                match guard::contained(txn, clock, faults, name, |txn, clock| {
+                    apply_chain(txn, chain, clock)
+                }) {
+                    Some(chain_results) => results.extend(chain_results),
+                    None => results.extend(chain.iter().map(CommandResult::internal_error)),
+                }
                 start = end + 1;
             }
         }
@@ -230,21 +263,22 @@ fn execute<S: LedgerRead>(
     command: &Command,
     timestamp_ns: u64,
 ) -> CommandResult {
+    // Client commands never touch what the payments ledger derives (`client_checks`); payment
+    // commands reach those accounts and transfers through `transfer::create` directly.
     match command {
-        Command::CreateAccount(new) if is_reserved_id(new.id.0) && !new.id.is_int_max() => {
-            CommandResult::CreateAccount(Err(AccountError::IdReserved))
-        }
-        Command::CreateAccount(new) => {
-            CommandResult::CreateAccount(account::create(txn, new, timestamp_ns))
-        }
-        Command::CloseAccount(close) => {
-            CommandResult::CloseAccount(account::close(txn, close, timestamp_ns))
-        }
-        Command::CreateTransfer(new) if is_reserved_id(new.id.0) && !new.id.is_int_max() => {
-            CommandResult::CreateTransfer(Err(TransferError::IdReserved))
-        }
+        Command::CreateAccount(new) => CommandResult::CreateAccount(
+            client_checks::account(new).and_then(|()| account::create(txn, new, timestamp_ns)),
+        ),
+        Command::CloseAccount(close) => CommandResult::CloseAccount(
+            client_checks::close(close).and_then(|()| account::close(txn, close, timestamp_ns)),
+        ),
         Command::CreateTransfer(new) => {
-            CommandResult::CreateTransfer(transfer::create(txn, new, timestamp_ns))
+            let result = client_checks::transfer(txn, new)
+                .and_then(|()| transfer::create(txn, new, timestamp_ns));
+            if txn.bugs.panic_in_apply && new.code == PLANTED_PANIC_CODE {
+                panic!("planted panic in apply after transfer {}", new.id);
+            }
+            CommandResult::CreateTransfer(result)
         }
         Command::BeginIdempotent(begin) => {
             CommandResult::BeginIdempotent(idempotency::begin(txn, begin, timestamp_ns))

@@ -351,6 +351,15 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
         assert!(self.chain.take().is_some(), "no chain to commit");
     }
 
+    /// Undoes a step that panicked (see `guard`): rolls back its open chain and takes back the
+    /// posting clock if it was lent, returning the clock's next timestamp.
+    pub(crate) fn abandon_step(&mut self) -> Option<u64> {
+        if self.chain.is_some() {
+            self.rollback_chain();
+        }
+        self.posting_clock_ns.take()
+    }
+
     /// Restores the overlay to what it was at `begin_chain`, newest change first.
     pub(crate) fn rollback_chain(&mut self) {
         let undo = self.chain.take().expect("no chain to roll back");

@@ -143,6 +143,15 @@ pub enum PaymentError {
     EndpointNotFound { endpoint: String },
     #[error("a discard needs a reason of 1 to {DISCARD_REASON_BYTES_MAX} bytes")]
     DiscardReasonInvalid,
+    /// A bug in the ledger stopped this command; nothing of it was applied.
+    #[error("internal error: the ledger hit a bug applying this payment command and applied nothing of it; report it with the request")]
+    Internal,
+    #[error("payment {checkout} is {status}; {action} is not allowed in that state")]
+    PaymentInvalidTransition {
+        checkout: String,
+        status: String,
+        action: String,
+    },
 }
 
 impl PaymentError {
@@ -200,6 +209,8 @@ impl PaymentError {
             DeliveryNotClaimable { .. } => "delivery_not_claimable",
             EndpointInvalid { .. } => "endpoint_invalid",
             EndpointNotFound { .. } => "endpoint_not_found",
+            Internal => "internal_error",
+            PaymentInvalidTransition { .. } => "payment_invalid_transition",
         }
     }
 

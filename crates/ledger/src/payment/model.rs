@@ -398,11 +398,15 @@ impl PaymentStatus {
 
 impl Payment {
     pub fn status(&self) -> PaymentStatus {
-        if self.method.is_none() {
-            return PaymentStatus::RequiresPaymentMethod;
-        }
         let all = |f: &dyn Fn(&OrderState) -> bool| self.orders.iter().all(|o| f(&o.state));
         let any = |f: &dyn Fn(&OrderState) -> bool| self.orders.iter().any(|o| f(&o.state));
+        if self.method.is_none() {
+            // An intent's orders never start; canceling it cancels them all.
+            if all(&|s| *s == OrderState::Canceled) {
+                return PaymentStatus::Canceled;
+            }
+            return PaymentStatus::RequiresPaymentMethod;
+        }
         if any(&|s| s.rank() < OrderState::Authorized.rank()) {
             PaymentStatus::Processing
         } else if any(&|s| *s == OrderState::Authorized) {

@@ -417,11 +417,15 @@ impl SimState {
             return Ok(charge);
         }
         let mut charge = self.known(charge_id)?;
-        if charge.status != ChargeStatus::Authorized {
+        // Like Stripe: a charge waiting for the buyer (3-D Secure, QR) can be canceled too.
+        if !matches!(
+            charge.status,
+            ChargeStatus::Authorized | ChargeStatus::Pending { .. }
+        ) {
             return Err(refuse(
                 400,
-                "charge_not_authorized",
-                "only an authorized charge can be canceled",
+                "charge_not_cancelable",
+                "only an authorized charge or one waiting for the buyer can be canceled",
             ));
         }
         charge.status = ChargeStatus::Canceled;

@@ -2,10 +2,11 @@
 //! crash loses exactly what a real one could: every write since the last synced one.
 
 use super::{Cf, Durability, Kv, KvError, KvRead, Order, Pairs, WriteBatch, WriteOp};
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-type Map = BTreeMap<(Cf, Vec<u8>), Vec<u8>>;
+/// A persistent ordered map: a clone is O(1) and shares structure, so views, snapshots and a
+/// crash's "back to the durable state" cost no copy.
+type Map = imbl::OrdMap<(Cf, Vec<u8>), Vec<u8>>;
 
 #[derive(Default)]
 struct Inner {
@@ -130,6 +131,10 @@ impl Kv for MemKv {
 
     fn frozen_view(&self) -> Result<Box<dyn KvRead>, KvError> {
         Ok(Box::new(FrozenMap(self.lock().current.clone())))
+    }
+
+    fn snapshot_view(&self) -> Box<dyn KvRead + '_> {
+        Box::new(FrozenMap(self.lock().current.clone()))
     }
 
     fn backup(&self, _target: &std::path::Path) -> Result<Box<dyn KvRead>, KvError> {

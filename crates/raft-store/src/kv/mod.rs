@@ -129,7 +129,33 @@ pub trait Kv: KvRead + 'static {
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), KvError>;
     /// A view frozen at this moment, unaffected by later writes (snapshots, backups).
     fn frozen_view(&self) -> Result<Box<dyn KvRead>, KvError>;
+    /// A cheap point-in-time view for one read request (a RocksDB snapshot: no copy, no I/O).
+    /// Every read through it sees the same state, however many keys it reads, while applies
+    /// go on: a multi-account read never sees half a batch.
+    fn snapshot_view(&self) -> Box<dyn KvRead + '_>;
+    /// Whether a write may block its thread on real I/O (an fsync): callers on async workers
+    /// then move it to a blocking thread. The in-memory store never blocks.
+    fn blocking_io(&self) -> bool {
+        false
+    }
     /// Writes a consistent copy of the store to `target` (which must not exist) and returns a
     /// read view of the copy.
     fn backup(&self, target: &std::path::Path) -> Result<Box<dyn KvRead>, KvError>;
+}
+
+/// Runs `io` (writes with fsyncs, audits, checkpoints) off tokio's async workers when `kv` does
+/// real I/O, so a slow disk never delays the heartbeats those workers carry. A panic in `io`
+/// resumes in the caller, as if it had run inline.
+pub async fn off_workers<K: Kv + ?Sized, T: Send + 'static>(
+    kv: &K,
+    io: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    if !kv.blocking_io() {
+        return io();
+    }
+    match tokio::task::spawn_blocking(io).await {
+        Ok(value) => value,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => panic!("a blocking I/O task was cancelled: {error}"),
+    }
 }

@@ -104,19 +104,47 @@ impl KvRead for RocksKv {
         order: Order,
         limit: usize,
     ) -> Result<Pairs, KvError> {
-        range_of(&self.db, self.handle(cf), start, end, order, limit)
+        range_of(
+            self.db.raw_iterator_cf(self.handle(cf)),
+            start,
+            end,
+            order,
+            limit,
+        )
+    }
+}
+
+/// One read request's view: a RocksDB snapshot of the live database.
+struct RocksSnapshot<'a> {
+    kv: &'a RocksKv,
+    snapshot: rocksdb::SnapshotWithThreadMode<'a, DB>,
+}
+
+impl KvRead for RocksSnapshot<'_> {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.snapshot.get_cf(self.kv.handle(cf), key).map_err(io)
+    }
+
+    fn range(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        end: Option<&[u8]>,
+        order: Order,
+        limit: usize,
+    ) -> Result<Pairs, KvError> {
+        let iter = self.snapshot.raw_iterator_cf(self.kv.handle(cf));
+        range_of(iter, start, end, order, limit)
     }
 }
 
 fn range_of(
-    db: &DB,
-    handle: &rocksdb::ColumnFamily,
+    mut iter: rocksdb::DBRawIteratorWithThreadMode<'_, DB>,
     start: &[u8],
     end: Option<&[u8]>,
     order: Order,
     limit: usize,
 ) -> Result<Pairs, KvError> {
-    let mut iter = db.raw_iterator_cf(handle);
     let mut out = Vec::new();
     match order {
         Order::Ascending => {
@@ -175,6 +203,17 @@ impl Kv for RocksKv {
         let mut options = WriteOptions::default();
         options.set_sync(durability == Durability::Synced);
         self.db.write_opt(rocks_batch, &options).map_err(io)
+    }
+
+    fn blocking_io(&self) -> bool {
+        true
+    }
+
+    fn snapshot_view(&self) -> Box<dyn KvRead + '_> {
+        Box::new(RocksSnapshot {
+            kv: self,
+            snapshot: self.db.snapshot(),
+        })
     }
 
     fn frozen_view(&self) -> Result<Box<dyn KvRead>, KvError> {
@@ -243,7 +282,7 @@ impl KvRead for RocksView {
         let handle = db
             .cf_handle(cf.name())
             .expect("checkpoint has every family");
-        range_of(db, handle, start, end, order, limit)
+        range_of(db.raw_iterator_cf(handle), start, end, order, limit)
     }
 }
 

@@ -9,6 +9,7 @@ use crate::write_error::ServeError;
 use openraft::error::{ClientWriteError, RaftError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tally_ledger::LedgerRead;
@@ -23,11 +24,17 @@ pub struct AdminService<K: Kv> {
     id: NodeId,
     raft: Raft,
     kv: Arc<K>,
+    apply_faults: Arc<AtomicU64>,
 }
 
 impl<K: Kv> AdminService<K> {
-    pub fn new(id: NodeId, raft: Raft, kv: Arc<K>) -> Self {
-        AdminService { id, raft, kv }
+    pub fn new(id: NodeId, raft: Raft, kv: Arc<K>, apply_faults: Arc<AtomicU64>) -> Self {
+        AdminService {
+            id,
+            raft,
+            kv,
+            apply_faults,
+        }
     }
 
     pub fn into_service(self) -> AdminServer<Self> {
@@ -116,6 +123,7 @@ impl<K: Kv> Admin for AdminService<K> {
             members,
             hash_chain_hex: hex(&ledger.hash_chain),
             last_timestamp_ns: ledger.last_timestamp_ns,
+            apply_faults_total: self.apply_faults.load(Ordering::Relaxed),
         }))
     }
 

@@ -5,6 +5,7 @@ use crate::batcher::Batcher;
 use crate::kv::Kv;
 use crate::ledger_state::KvLedger;
 use crate::reads::ReadGate;
+use crate::timekeeper::Timekeeper;
 use std::sync::Arc;
 use tally_ledger::{Command, Currency, LedgerRead, TransferId, TransferRecord};
 use tally_proto::convert::{self, BalanceQuery, HistoryQuery, PreparedBatch};
@@ -16,11 +17,23 @@ pub struct LedgerService<K: Kv> {
     kv: Arc<K>,
     batcher: Batcher,
     reads: ReadGate,
+    timekeeper: Timekeeper<K>,
 }
 
 impl<K: Kv> LedgerService<K> {
-    pub fn new(kv: Arc<K>, batcher: Batcher, reads: ReadGate) -> Self {
-        LedgerService { kv, batcher, reads }
+    pub fn new(kv: Arc<K>, batcher: Batcher, reads: ReadGate, timekeeper: Timekeeper<K>) -> Self {
+        LedgerService {
+            kv,
+            batcher,
+            reads,
+            timekeeper,
+        }
+    }
+
+    /// A linearizable read of balances: every hold past its timeout is expired first.
+    async fn linearize_balances(&self) -> Result<(), Status> {
+        self.reads.linearize().await.map_err(status_of)?;
+        self.timekeeper.settle_due().await.map_err(status_of)
     }
 
     pub fn into_service(self) -> LedgerServer<Self> {
@@ -29,8 +42,10 @@ impl<K: Kv> LedgerService<K> {
             .max_encoding_message_size(tally_proto::MESSAGE_BYTES_MAX)
     }
 
+    /// One consistent view per read request (a snapshot): balances of many accounts come from
+    /// one state, never from both sides of a concurrent apply.
     fn view(&self) -> KvLedger<'_> {
-        KvLedger::new(&*self.kv)
+        KvLedger::snapshot(&*self.kv)
     }
 
     /// Proposes the converted commands (refused chains never reach the log) and answers one
@@ -111,7 +126,7 @@ impl<K: Kv> Ledger for LedgerService<K> {
         request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::LookupAccountsResponse>, Status> {
         let ids = convert::lookup_account_ids(&request.into_inner())?;
-        self.reads.linearize().await.map_err(status_of)?;
+        self.linearize_balances().await?;
         let view = self.view();
         let accounts = ids
             .into_iter()
@@ -173,7 +188,7 @@ impl<K: Kv> Ledger for LedgerService<K> {
         request: Request<pb::BalanceRequest>,
     ) -> Result<Response<pb::BalanceResponse>, Status> {
         let query = BalanceQuery::try_from(request.into_inner())?;
-        self.reads.linearize().await.map_err(status_of)?;
+        self.linearize_balances().await?;
         let view = self.view();
         let account = view.account(query.account_id).ok_or_else(|| {
             convert::query_error_status(&tally_ledger::QueryError::AccountNotFound(

@@ -96,7 +96,7 @@ impl<K: Kv> PaymentsLedger for PaymentsService<K> {
     ) -> Result<Response<EncodedQueryResult>, Status> {
         let query = codec::query_of(request.get_ref())?;
         self.reads.linearize().await.map_err(status_of)?;
-        let result = query_payments(&KvLedger::new(&*self.kv), &query);
+        let result = query_payments(&KvLedger::snapshot(&*self.kv), &query);
         Ok(Response::new(codec::query_response(&result)))
     }
 }

@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tally_ledger::PlantedBugs;
 use tally_proto::admin::admin_client::AdminClient;
 use tally_proto::ledger::ledger_client::LedgerClient;
 use tally_proto::ledger::{self as pb};
 use tally_raft_store::kv::RocksKv;
-use tally_raft_store::{ledger_view, Node, NodeError, NodeInfo, Raft, RaftTuning};
+use tally_raft_store::{ledger_view, Node, NodeEnv, NodeError, NodeInfo, Raft, RaftTuning};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -34,6 +35,8 @@ pub struct Cluster {
     pub infos: BTreeMap<u64, NodeInfo>,
     pub nodes: BTreeMap<u64, RunningNode>,
     pub tuning: RaftTuning,
+    /// Ledger bugs planted in every node (tests of the containment).
+    pub ledger_bugs: PlantedBugs,
 }
 
 async fn bind(addr: &str) -> TcpListener {
@@ -53,6 +56,15 @@ async fn bind(addr: &str) -> TcpListener {
 impl Cluster {
     /// Starts `size` nodes and initializes them as one cluster.
     pub async fn start(size: u64, tuning: RaftTuning) -> Cluster {
+        Cluster::start_with_bugs(size, tuning, PlantedBugs::NONE).await
+    }
+
+    /// [`Cluster::start`] with `ledger_bugs` planted in every node.
+    pub async fn start_with_bugs(
+        size: u64,
+        tuning: RaftTuning,
+        ledger_bugs: PlantedBugs,
+    ) -> Cluster {
         let exclusive = ONE_CLUSTER_AT_A_TIME.lock().await;
         let mut cluster = Cluster {
             _exclusive: exclusive,
@@ -60,6 +72,7 @@ impl Cluster {
             infos: BTreeMap::new(),
             nodes: BTreeMap::new(),
             tuning,
+            ledger_bugs,
         };
         for id in 1..=size {
             cluster.add_node(id).await;
@@ -101,15 +114,13 @@ impl Cluster {
             }
         };
         let info = self.infos[&id].clone();
-        let node = Node::open(
-            id,
-            info,
-            kv.clone(),
-            &self.tuning,
-            tally_raft_store::system_clock(),
-        )
-        .await
-        .expect("open node");
+        let env = NodeEnv {
+            ledger_bugs: self.ledger_bugs,
+            ..NodeEnv::new(tally_raft_store::system_clock())
+        };
+        let node = Node::open_in(id, info, kv.clone(), &self.tuning, env)
+            .await
+            .expect("open node");
         let raft = node.raft.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(node.serve(raft_listener, api_listener, async move {
@@ -208,6 +219,18 @@ impl Cluster {
     pub fn hash_chain(&self, id: u64) -> [u8; 32] {
         use tally_ledger::LedgerRead;
         ledger_view(&*self.nodes[&id].kv).meta().hash_chain
+    }
+
+    /// Every running replica has the same hash chain and passes the full audit.
+    pub fn assert_same_hash_everywhere(&self) {
+        let hashes: Vec<[u8; 32]> = self.nodes.keys().map(|id| self.hash_chain(*id)).collect();
+        assert!(
+            hashes.windows(2).all(|pair| pair[0] == pair[1]),
+            "replicas diverged: {hashes:?}"
+        );
+        for id in self.nodes.keys() {
+            self.audit(*id);
+        }
     }
 
     pub fn audit(&self, id: u64) {

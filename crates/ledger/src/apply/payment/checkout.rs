@@ -197,19 +197,23 @@ pub(super) fn confirm<S: LedgerRead>(
         }
         None => {}
     }
-    check_method(method, payment.capture)?;
-    payment.method = Some(method.clone());
+    // Orders of an unconfirmed payment never start, but they can be canceled: a canceled
+    // intent stays canceled.
     if payment
         .orders
         .iter()
-        .all(|order| order.state == OrderState::NotStarted)
+        .any(|order| order.state != OrderState::NotStarted)
     {
-        if *method == PaymentMethod::Wallet {
-            settle_from_wallet(txn, &mut payment, now_ns)?;
-        }
-    } else {
-        // Orders of an unconfirmed payment never start; anything else is a broken invariant.
-        debug_assert!(false, "intent {checkout_id} has started orders");
+        return Err(PaymentError::PaymentInvalidTransition {
+            checkout: checkout_id.to_string(),
+            status: payment.status().name().to_string(),
+            action: "confirm".to_string(),
+        });
+    }
+    check_method(method, payment.capture)?;
+    payment.method = Some(method.clone());
+    if *method == PaymentMethod::Wallet {
+        settle_from_wallet(txn, &mut payment, now_ns)?;
     }
     changed(txn, payment, now_ns)
 }

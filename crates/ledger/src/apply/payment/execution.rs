@@ -140,6 +140,12 @@ pub(super) fn record_outcome<S: LedgerRead>(
         check_text("event_id", event_id, PSP_REFERENCE_BYTES_MAX)?;
     }
     let mut payment = payment_of(txn, order_id)?;
+    // An intent's orders are never charged: no PSP outcome can belong to them.
+    if payment.method.is_none() {
+        return Err(PaymentError::NotConfirmed {
+            checkout: payment.checkout_id.to_string(),
+        });
+    }
     let psp = payment.psp.clone();
     let order = payment
         .order_mut(order_id)

@@ -2,6 +2,7 @@
 //! release of held funds to the seller's available balance (on fulfilment or after the hold
 //! period). Every one goes through the ledger's own transfer path, with its checks.
 
+use super::super::guard::{contained, ApplyFault};
 use super::super::txn::Txn;
 use super::super::{account, transfer, EventClock};
 use super::{changed, invalid_transition, payment_of};
@@ -217,11 +218,14 @@ pub(super) fn fulfill<S: LedgerRead>(
 
 /// Releases the held funds of orders whose hold period ended by `batch_timestamp_ns` (at most
 /// `RELEASES_PER_BATCH_MAX`, earliest first) and returns their ids. A release cannot fail: held
-/// funds for the order are reserved by construction, so a refusal means the ledger is broken.
+/// funds for the order are reserved by construction (clients cannot touch the held account), so
+/// a refusal is a bug. It is contained: that release is rolled back and the order parked (its
+/// release time cleared, so it no longer blocks the index; fulfilment can still release it).
 pub(in crate::apply) fn release_due_holds<S: LedgerRead>(
     txn: &mut Txn<'_, S>,
     batch_timestamp_ns: u64,
     clock: &mut EventClock,
+    faults: &mut Vec<ApplyFault>,
 ) -> Vec<OrderId> {
     let due = txn
         .store()
@@ -230,26 +234,62 @@ pub(in crate::apply) fn release_due_holds<S: LedgerRead>(
         due.len() <= RELEASES_PER_BATCH_MAX,
         "release index returned more than asked"
     );
-    for order_id in &due {
+    let mut released = Vec::with_capacity(due.len());
+    for order_id in due {
         let timestamp_ns = clock.tick();
-        let mut payment: Payment = txn
-            .payment_of_order(order_id)
-            .unwrap_or_else(|| panic!("release index names unknown order {order_id}"));
-        let order = payment.order_mut(order_id).expect("payment has its order");
-        assert!(
-            order.state == OrderState::Succeeded
-                && !order.released
-                && order
-                    .release_at_ns
-                    .is_some_and(|at| at <= batch_timestamp_ns),
-            "release index names order {order_id} that is not due: {order:?}"
-        );
-        txn.lend_posting_clock(clock.next_ns);
-        let released = release(txn, order, timestamp_ns);
-        clock.next_ns = txn.return_posting_clock();
-        released.unwrap_or_else(|error| panic!("releasing order {order_id} failed: {error}"));
-        payment.updated_at_ns = timestamp_ns;
-        txn.put_payment(payment);
+        let name = || format!("release of order {order_id}");
+        let done = contained(txn, clock, faults, name, |txn, clock| {
+            txn.begin_chain();
+            txn.lend_posting_clock(clock.next_ns);
+            release_due(txn, &order_id, batch_timestamp_ns, timestamp_ns);
+            clock.next_ns = txn.return_posting_clock();
+            txn.commit_chain();
+        });
+        if done.is_some() {
+            released.push(order_id);
+            continue;
+        }
+        let name = || format!("parking the release of order {order_id}");
+        let _ = contained(txn, clock, faults, name, |txn, _| {
+            txn.begin_chain();
+            park_release(txn, &order_id, timestamp_ns);
+            txn.commit_chain();
+        });
     }
-    due
+    released
+}
+
+fn release_due<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    order_id: &OrderId,
+    batch_timestamp_ns: u64,
+    timestamp_ns: u64,
+) {
+    let mut payment: Payment = txn
+        .payment_of_order(order_id)
+        .unwrap_or_else(|| panic!("release index names unknown order {order_id}"));
+    let order = payment.order_mut(order_id).expect("payment has its order");
+    assert!(
+        order.state == OrderState::Succeeded
+            && !order.released
+            && order
+                .release_at_ns
+                .is_some_and(|at| at <= batch_timestamp_ns),
+        "release index names order {order_id} that is not due: {order:?}"
+    );
+    release(txn, order, timestamp_ns)
+        .unwrap_or_else(|error| panic!("releasing order {order_id} failed: {error}"));
+    payment.updated_at_ns = timestamp_ns;
+    txn.put_payment(payment);
+}
+
+fn park_release<S: LedgerRead>(txn: &mut Txn<'_, S>, order_id: &OrderId, timestamp_ns: u64) {
+    let mut payment: Payment = txn
+        .payment_of_order(order_id)
+        .unwrap_or_else(|| panic!("release index names unknown order {order_id}"));
+    let order = payment.order_mut(order_id).expect("payment has its order");
+    order.release_at_ns = None;
+    order.updated_at_ns = timestamp_ns;
+    payment.updated_at_ns = timestamp_ns;
+    txn.put_payment(payment);
 }

@@ -62,7 +62,21 @@ pub(super) fn begin<S: LedgerRead>(
     let committed_after = u128::from(order.refund_committed_minor() + amount_minor);
     let fee_total_after =
         (u128::from(order.fee_minor) * committed_after / u128::from(order.captured_minor)) as u64;
-    let fee_share_minor = fee_total_after - order.fee_refunded_committed_minor();
+    // Failed refunds give their shares back, so the committed shares need not follow the
+    // proportion any more: clamp to what is left of the fee and of this refund, and, while the
+    // funds are still held, take at least what the order's held funds cannot cover (the fee
+    // left always can: held + fee left = captured - committed >= this refund).
+    let fee_left_minor = order.fee_minor - order.fee_refunded_committed_minor();
+    let mut fee_share_minor = fee_total_after
+        .saturating_sub(order.fee_refunded_committed_minor())
+        .min(amount_minor)
+        .min(fee_left_minor);
+    if !order.released {
+        fee_share_minor = fee_share_minor
+            .max(amount_minor.saturating_sub(order.held_minor))
+            .min(amount_minor)
+            .min(fee_left_minor);
+    }
     let seller_share_minor = amount_minor - fee_share_minor;
 
     let currency = order.currency;
