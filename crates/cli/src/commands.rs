@@ -422,6 +422,7 @@ async fn cluster(
                                 .collect::<Vec<_>>()
                                 .join(" "),
                             s.hash_chain_hex.chars().take(16).collect(),
+                            s.apply_faults_total.to_string(),
                         ]),
                         Err(e) => rows.push(unreachable_row(endpoint, &e.to_string())),
                     },
@@ -440,6 +441,7 @@ async fn cluster(
                     "applied",
                     "members",
                     "hash_chain",
+                    "apply_faults",
                 ],
                 rows,
             );
@@ -518,7 +520,7 @@ fn unreachable_row(endpoint: &str, error: &str) -> Vec<String> {
         "-".to_owned(),
         format!("unreachable: {error}"),
     ];
-    row.extend(std::iter::repeat_n("-".to_owned(), 6));
+    row.extend(std::iter::repeat_n("-".to_owned(), 7));
     row
 }
 

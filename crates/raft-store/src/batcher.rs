@@ -26,6 +26,9 @@ pub const ENTRY_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// down (openraft 0.9) and answers an uncommitted entry only once a new leader truncates it: without
 /// this bound, `ENTRIES_IN_FLIGHT_MAX` such entries stop every write of the node for good.
 pub const COMMIT_WAIT_MS: u64 = 5_000;
+/// A leader that has not heard from a quorum for this long proposes nothing: its proposals
+/// would pile up uncommitted (each up to `ENTRY_BYTES_MAX`) while clients retry them.
+pub const QUORUM_SILENCE_MS_MAX: u64 = 3_000;
 /// Log entries read back (newest first) to find the last stamped entry after a leader change.
 const STAMP_LOOKBACK_ENTRIES_MAX: usize = 64;
 
@@ -152,8 +155,19 @@ async fn run<K: Kv>(
             batch.push(next);
         }
 
+        let (term, quorum_silence_ms) = {
+            let metrics = raft.metrics();
+            let metrics = metrics.borrow();
+            (metrics.current_term, metrics.millis_since_quorum_ack)
+        };
+        if quorum_silence_ms.is_some_and(|ms| ms > QUORUM_SILENCE_MS_MAX) {
+            for proposal in batch {
+                let _ = proposal.reply.send(Err(ServeError::NoQuorum));
+            }
+            drop(permit);
+            continue;
+        }
         // Only a new term can follow another leader's entries: only then consult the log.
-        let term = raft.metrics().borrow().current_term;
         if term != stamped_term {
             last_stamp_ns = last_stamp_ns.max(last_logged_stamp(&*kv));
             stamped_term = term;

@@ -4,7 +4,7 @@
 use tally_ledger::payment::{
     ApiKeyId, BuyerId, CheckoutId, IndexEntry, MerchantId, OrderId, PayoutId, TimedIndex,
 };
-use tally_ledger::{AccountId, IdempotencyKey, TransferId};
+use tally_ledger::{AccountId, IdempotencyKey, StoreFailure, TransferId};
 
 // `Cf::State`: the ledger.
 const ACCOUNT: u8 = b'a';
@@ -77,8 +77,17 @@ pub fn expiry_prefix() -> Vec<u8> {
 }
 
 pub fn expiry_id(key: &[u8]) -> TransferId {
-    let bytes: [u8; 16] = key[9..25].try_into().expect("expiry keys are 25 bytes");
-    TransferId(u128::from_be_bytes(bytes))
+    decoded(key, || {
+        Some(TransferId(u128::from_be_bytes(
+            key.get(9..25)?.try_into().ok()?,
+        )))
+    })
+}
+
+/// Decodes a stored key, or stops the replica: a corrupt key is a store failure, never a
+/// command's bug (apply contains the panics of those, and must not contain this one).
+fn decoded<T>(key: &[u8], decode: impl FnOnce() -> Option<T>) -> T {
+    decode().unwrap_or_else(|| StoreFailure::raise(format!("ledger state key corrupt: {key:?}")))
 }
 
 pub fn history(account_id: AccountId, timestamp_ns: u64) -> Vec<u8> {
@@ -171,12 +180,11 @@ pub fn order_release_prefix() -> Vec<u8> {
 
 /// `(time, order)` of a due or release key.
 pub fn timed_order_of(key: &[u8]) -> (u64, OrderId) {
-    let at_ns = u64::from_be_bytes(key[1..9].try_into().expect("timed order keys have a time"));
-    let id = std::str::from_utf8(&key[9..]).expect("order ids are ASCII");
-    (
-        at_ns,
-        OrderId::new(id).expect("indexed order ids are valid"),
-    )
+    decoded(key, || {
+        let at_ns = u64::from_be_bytes(key.get(1..9)?.try_into().ok()?);
+        let id = std::str::from_utf8(key.get(9..)?).ok()?;
+        Some((at_ns, OrderId::new(id).ok()?))
+    })
 }
 
 pub fn merchant_payments_prefix(merchant: &MerchantId) -> Vec<u8> {
@@ -202,13 +210,12 @@ pub fn merchant_payment(
 
 /// `(created_at_ns, checkout)` of a merchant-payments key with prefix length `prefix_len`.
 pub fn merchant_payment_of(key: &[u8], prefix_len: usize) -> (u64, CheckoutId) {
-    let created = &key[prefix_len..prefix_len + 8];
-    let created_at_ns = u64::from_be_bytes(created.try_into().expect("8 bytes"));
-    let id = std::str::from_utf8(&key[prefix_len + 8..]).expect("checkout ids are ASCII");
-    (
-        created_at_ns,
-        CheckoutId::new(id).expect("indexed checkout ids are valid"),
-    )
+    decoded(key, || {
+        let created = key.get(prefix_len..prefix_len + 8)?;
+        let created_at_ns = u64::from_be_bytes(created.try_into().ok()?);
+        let id = std::str::from_utf8(key.get(prefix_len + 8..)?).ok()?;
+        Some((created_at_ns, CheckoutId::new(id).ok()?))
+    })
 }
 
 pub fn payout(id: &PayoutId) -> Vec<u8> {
@@ -264,10 +271,12 @@ pub fn timed_end(prefix: &[u8], up_to_ns: u64) -> Option<Vec<u8>> {
 
 /// `(at_ns, id)` of a timed key with prefix length `prefix_len`.
 pub fn timed_of(key: &[u8], prefix_len: usize) -> (u64, String) {
-    let at = &key[prefix_len..prefix_len + 8];
-    let at_ns = u64::from_be_bytes(at.try_into().expect("8 bytes"));
-    let id = std::str::from_utf8(&key[prefix_len + 8..]).expect("indexed ids are ASCII");
-    (at_ns, id.to_string())
+    decoded(key, || {
+        let at = key.get(prefix_len..prefix_len + 8)?;
+        let at_ns = u64::from_be_bytes(at.try_into().ok()?);
+        let id = std::str::from_utf8(key.get(prefix_len + 8..)?).ok()?;
+        Some((at_ns, id.to_string()))
+    })
 }
 
 pub fn log_index(index: u64) -> Vec<u8> {

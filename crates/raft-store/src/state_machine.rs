@@ -9,7 +9,7 @@
 
 use crate::codec::{decode, encode};
 use crate::keys;
-use crate::kv::{off_workers, Cf, Durability, Kv, KvError, KvRead, WriteBatch};
+use crate::kv::{off_workers, Cf, Durability, Kv, KvError, KvRead, MemKv, WriteBatch};
 use crate::ledger_state::{write_changes, KvLedger};
 use crate::snapshot::{capture, read_applied, verify};
 use crate::types::{
@@ -201,25 +201,35 @@ impl<K: Kv> RaftStateMachine<TypeConfig> for StateMachine<K> {
         let data = snapshot.into_inner();
         let payload = verify(&data, meta.last_log_id, &meta.last_membership)
             .map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
-        let mut batch = WriteBatch::default();
-        // Every state key starts with an ASCII tag, so `[0xff]` sorts after all of them.
-        batch.delete_range(Cf::State, Vec::new(), vec![0xff]);
-        for (key, value) in payload.rows {
-            batch.put(Cf::State, key, value);
-        }
-        // The state and the snapshot's record in one atomic write.
-        put_current_snapshot(&mut batch, meta, &data);
         let kv = self.kv.clone();
         let record_lock = self.record_lock.clone();
-        let snapshot_id = meta.snapshot_id.clone();
+        let meta = meta.clone();
         off_workers(&*self.kv, move || -> Result<(), KvError> {
-            let _recording = record_lock.lock().unwrap_or_else(|p| p.into_inner());
-            kv.write(batch, Durability::Synced)?;
-            // The installed state must hold every ledger invariant, checked from scratch.
-            if let Err(violation) = tally_ledger::audit(&KvLedger::new(&*kv)) {
-                panic!("installed snapshot {snapshot_id} breaks a ledger invariant: {violation}");
+            // The snapshot's state must hold every ledger invariant, checked from scratch
+            // before anything of it is stored: a bad snapshot is never installed nor served.
+            let staged = MemKv::new();
+            let mut rows = WriteBatch::default();
+            for (key, value) in &payload.rows {
+                rows.put(Cf::State, key.clone(), value.clone());
             }
-            Ok(())
+            staged.write(rows, Durability::Unsynced)?;
+            if let Err(violation) = tally_ledger::audit(&KvLedger::new(&staged)) {
+                panic!(
+                    "snapshot {} breaks a ledger invariant: {violation}",
+                    meta.snapshot_id
+                );
+            }
+            drop(staged);
+            let mut batch = WriteBatch::default();
+            // Every state key starts with an ASCII tag, so `[0xff]` sorts after all of them.
+            batch.delete_range(Cf::State, Vec::new(), vec![0xff]);
+            for (key, value) in payload.rows {
+                batch.put(Cf::State, key, value);
+            }
+            // The state and the snapshot's record in one atomic write.
+            put_current_snapshot(&mut batch, &meta, &data);
+            let _recording = record_lock.lock().unwrap_or_else(|p| p.into_inner());
+            kv.write(batch, Durability::Synced)
         })
         .await
         .map_err(|e| snapshot_error(ErrorVerb::Write, e))
@@ -266,8 +276,13 @@ impl<K: Kv> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<K> {
             snapshot_id,
         };
         let data = encode(&payload);
-        record_built_snapshot(&*self.kv, &self.record_lock, &meta, &data)
-            .map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
+        let (kv, record_lock) = (self.kv.clone(), self.record_lock.clone());
+        let (record_meta, record_data) = (meta.clone(), data.clone());
+        off_workers(&*self.kv, move || {
+            record_built_snapshot(&*kv, &record_lock, &record_meta, &record_data)
+        })
+        .await
+        .map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

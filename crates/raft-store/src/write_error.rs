@@ -21,8 +21,9 @@ pub enum ServeError {
     #[error("write queue is full; retry after a short backoff")]
     Overloaded,
     /// The write was proposed but not committed in time (the leader may have lost its quorum):
-    /// it may still commit. Retrying with the same ids is safe, the ledger answers `exists`.
-    #[error("the write was not committed within {waited_ms} ms (the leader may have lost its quorum); its outcome is unknown: retry with the same ids")]
+    /// it may still commit. Retrying the same request is safe: transfers and accounts answer
+    /// `exists`, payment commands their idempotent result.
+    #[error("the write was not committed within {waited_ms} ms (the leader may have lost its quorum); its outcome is unknown: retry the same request (same ids)")]
     OutcomeUnknown { waited_ms: u64 },
     /// The state machine refused the whole batch (`BatchError` code).
     #[error("batch refused ({code}): {message}")]

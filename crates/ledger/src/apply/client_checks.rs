@@ -65,6 +65,18 @@ pub(super) fn transfer<S: LedgerRead>(
                     pending_id: *pending_id,
                 });
             }
+            // A client's hold made before these checks existed may still name a derived
+            // account: it settles only by its own expiry.
+            if let Some(hold) = txn.hold(*pending_id) {
+                if is_reserved_id(hold.debit_account_id.0) {
+                    return Err(TransferError::DebitAccountReserved);
+                }
+                if is_reserved_id(hold.credit_account_id.0)
+                    && !is_buyer_wallet(txn, hold.credit_account_id)
+                {
+                    return Err(TransferError::CreditAccountReserved);
+                }
+            }
         }
     }
     Ok(())

@@ -38,6 +38,7 @@ struct ChainUndo {
     payments: Vec<(CheckoutId, Option<Payment>)>,
     payouts: Vec<(PayoutId, Option<Payout>)>,
     deliveries: Vec<(String, Option<Delivery>)>,
+    batch_orders: Vec<(OrderId, Option<CheckoutId>)>,
     history_len: usize,
 }
 
@@ -258,8 +259,12 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
     pub(crate) fn put_payment(&mut self, payment: Payment) {
         for order in &payment.orders {
             order.assert_consistent();
-            self.batch_orders
+            let previous = self
+                .batch_orders
                 .insert(order.order_id.clone(), payment.checkout_id.clone());
+            if let Some(chain) = &mut self.chain {
+                chain.batch_orders.push((order.order_id.clone(), previous));
+            }
         }
         let previous = self
             .payments
@@ -419,6 +424,12 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
             match previous {
                 Some(delivery) => self.deliveries.insert(id, delivery),
                 None => self.deliveries.remove(&id),
+            };
+        }
+        for (order, previous) in undo.batch_orders.into_iter().rev() {
+            match previous {
+                Some(checkout) => self.batch_orders.insert(order, checkout),
+                None => self.batch_orders.remove(&order),
             };
         }
         self.history.truncate(undo.history_len);
