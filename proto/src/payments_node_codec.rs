@@ -36,6 +36,18 @@ fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Status> {
     })
 }
 
+/// Checks the encoding of an answer (client side): a node of another release answers in its own.
+fn check_answer_encoding(encoding: u32) -> Result<(), Status> {
+    if encoding != ENCODING {
+        return Err(status_with_code(
+            Code::Internal,
+            "encoding_unsupported",
+            format!("the node answered in payload encoding {encoding}; this gateway speaks {ENCODING}: run gateways and nodes of one release"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_encoding(encoding: u32) -> Result<(), Status> {
     if encoding != ENCODING {
         // Not FAILED_PRECONDITION: clients read that code as "not the leader" and retry.
@@ -75,10 +87,12 @@ pub fn commands_of(request: &pb::EncodedCommands) -> Result<Vec<PaymentCommand>,
 pub fn results_response(results: &[PaymentResult]) -> pb::EncodedResults {
     pb::EncodedResults {
         results: encode(results),
+        encoding: ENCODING,
     }
 }
 
 pub fn results_of(response: &pb::EncodedResults) -> Result<Vec<PaymentResult>, Status> {
+    check_answer_encoding(response.encoding)?;
     decode("results", &response.results)
 }
 
@@ -126,12 +140,14 @@ pub fn idempotency_commands_of(
 pub fn idempotency_results_response(results: &[IdempotencyResult]) -> pb::EncodedResults {
     pb::EncodedResults {
         results: encode(results),
+        encoding: ENCODING,
     }
 }
 
 pub fn idempotency_results_of(
     response: &pb::EncodedResults,
 ) -> Result<Vec<IdempotencyResult>, Status> {
+    check_answer_encoding(response.encoding)?;
     decode("idempotency results", &response.results)
 }
 
@@ -150,10 +166,12 @@ pub fn query_of(request: &pb::EncodedQuery) -> Result<PaymentQuery, Status> {
 pub fn query_response(result: &PaymentQueryResult) -> pb::EncodedQueryResult {
     pb::EncodedQueryResult {
         result: encode(result),
+        encoding: ENCODING,
     }
 }
 
 pub fn query_result_of(response: &pb::EncodedQueryResult) -> Result<PaymentQueryResult, Status> {
+    check_answer_encoding(response.encoding)?;
     decode("query result", &response.result)
 }
 
@@ -176,6 +194,32 @@ mod tests {
         };
         let status = commands_of(&foreign).unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        let both = format!(
+            "payload encoding {} is not supported: this node speaks {ENCODING}",
+            ENCODING + 1
+        );
+        assert!(status.message().contains(&both), "{}", status.message());
+    }
+
+    #[test]
+    fn an_answer_in_a_future_encoding_is_refused_naming_both_versions() {
+        let answer = results_response(&[]);
+        assert_eq!(results_of(&answer).unwrap(), vec![]);
+        let foreign = pb::EncodedResults {
+            encoding: ENCODING + 1,
+            ..answer
+        };
+        let status = results_of(&foreign).unwrap_err();
+        let both = format!(
+            "payload encoding {}; this gateway speaks {ENCODING}",
+            ENCODING + 1
+        );
+        assert!(status.message().contains(&both), "{}", status.message());
+        let query_answer = pb::EncodedQueryResult {
+            encoding: ENCODING + 1,
+            result: Vec::new(),
+        };
+        assert!(query_result_of(&query_answer).is_err());
     }
 
     #[test]

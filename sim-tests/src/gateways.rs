@@ -77,6 +77,7 @@ fn settings(config: &SimConfig, index: usize) -> GatewaySettings {
             risk_fallback: FallbackLimits::default(),
             psp_call_timeout_ms: PSP_TIMEOUT_MS,
             idempotency_lease_ms: 3 * PSP_TIMEOUT_MS,
+            idempotency_retention_ms: tally_gateway::api::IDEMPOTENCY_RETENTION_MS_DEFAULT,
             api_key_cache_ms: 1_000,
             require_signatures: false,
             webhook_allow_http: true,

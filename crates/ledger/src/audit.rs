@@ -68,6 +68,12 @@ pub enum InvariantViolation {
         orders_net: i128,
         orders_pending: u128,
     },
+    #[error("idempotency expiry index: {records} records but {entries} index entries; first mismatch {first:?}")]
+    IdempotencyIndexDrifted {
+        records: u64,
+        entries: u64,
+        first: Option<(u64, String)>,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -138,6 +144,7 @@ pub fn audit<S: LedgerRead>(store: &S) -> Result<AuditReport, Box<InvariantViola
     }
     audit_payments(store)?;
     audit_payouts(store)?;
+    audit_idempotency(store)?;
     let recorded = store.meta().totals;
     for currency in recorded.keys().chain(totals.keys()) {
         let recorded_total = recorded.get(currency).copied().unwrap_or_default();
@@ -155,6 +162,36 @@ pub fn audit<S: LedgerRead>(store: &S) -> Result<AuditReport, Box<InvariantViola
         holds_pending,
         totals,
     })
+}
+
+/// Every idempotency record has exactly one expiry index entry, at its `expires_at_ns`, and the
+/// index names nothing else: otherwise a record would be kept forever, or forgotten early.
+fn audit_idempotency<S: LedgerRead>(store: &S) -> Result<(), Box<InvariantViolation>> {
+    let mut expected = std::collections::BTreeSet::new();
+    store.scan_idempotency(&mut |record| {
+        expected.insert((record.expires_at_ns, record.key.as_str().to_string()));
+    });
+    let records = expected.len() as u64;
+    let mut entries = 0u64;
+    let mut first = None;
+    store.scan_idempotency_expiry(&mut |at_ns, key| {
+        entries += 1;
+        let entry = (at_ns, key.as_str().to_string());
+        if !expected.remove(&entry) && first.is_none() {
+            first = Some(entry);
+        }
+    });
+    if first.is_none() {
+        first = expected.into_iter().next();
+    }
+    if first.is_some() {
+        return Err(Box::new(InvariantViolation::IdempotencyIndexDrifted {
+            records,
+            entries,
+            first,
+        }));
+    }
+    Ok(())
 }
 
 /// The wallet and the ledger must agree: each seller's held account holds exactly what its

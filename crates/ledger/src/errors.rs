@@ -3,7 +3,8 @@
 
 use crate::ids::TransferId;
 use crate::limits::{
-    BATCH_COMMANDS_MAX, IDEMPOTENCY_LEASE_MS_MAX, IDEMPOTENCY_RESPONSE_BYTES_MAX, TIMESTAMP_NS_MAX,
+    BATCH_COMMANDS_MAX, IDEMPOTENCY_LEASE_MS_MAX, IDEMPOTENCY_RESPONSE_BYTES_MAX,
+    IDEMPOTENCY_RETAIN_MS_MAX, TIMESTAMP_NS_MAX,
 };
 use crate::money::Currency;
 use serde::{Deserialize, Serialize};
@@ -264,6 +265,8 @@ pub enum IdempotencyError {
     /// A bug in the ledger stopped this command; nothing of it was applied.
     #[error("internal error: the ledger hit a bug applying this command and applied nothing of it; report it with the command")]
     Internal,
+    #[error("retention must be between 1 and {IDEMPOTENCY_RETAIN_MS_MAX} ms")]
+    RetentionOutOfRange,
 }
 
 codes!(IdempotencyError {
@@ -276,6 +279,7 @@ codes!(IdempotencyError {
     LeaseOutOfRange => "idempotency_lease_out_of_range",
     ResponseTooLarge => "idempotency_response_too_large",
     Internal => "internal_error",
+    RetentionOutOfRange => "idempotency_retention_out_of_range",
 });
 
 /// Refusal of a whole batch: nothing in it was applied. Only a buggy or malicious proposer sends

@@ -5,6 +5,11 @@
 //! stored response, and a different request under the same key is refused. A lease that runs
 //! out lets another gateway take over (with a higher attempt), and the stale attempt can no
 //! longer complete the key.
+//!
+//! A record is kept for the retention its begin asked for (the gateway's
+//! `--idempotency-retention-ms`, Stripe's 24 hours by default), counted from its first begin.
+//! The first batch stamped past that forgets it on every replica (`apply::idempotency`), so
+//! storage stays bounded under sustained traffic; a key reused after that is a new request.
 
 use crate::limits::IDEMPOTENCY_KEY_BYTES_MAX;
 use serde::{Deserialize, Serialize};
@@ -49,6 +54,9 @@ pub struct BeginIdempotent {
     pub key: IdempotencyKey,
     pub request_hash: RequestHash,
     pub lease_ms: u64,
+    /// How long the record is kept after the key's first begin, 1 ms to
+    /// `IDEMPOTENCY_RETAIN_MS_MAX`. Later begins of the same key do not extend it.
+    pub retain_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,4 +81,7 @@ pub struct IdempotencyRecord {
     pub state: IdempotencyState,
     pub created_at_ns: u64,
     pub updated_at_ns: u64,
+    /// When the record is forgotten: `created_at_ns` plus the retention, or the end of a lease
+    /// still running then.
+    pub expires_at_ns: u64,
 }

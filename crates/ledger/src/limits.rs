@@ -21,6 +21,10 @@ pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 255;
 pub const IDEMPOTENCY_RESPONSE_BYTES_MAX: usize = 64 * 1024;
 /// A gateway holding an idempotency key in progress must finish within this lease or lose it.
 pub const IDEMPOTENCY_LEASE_MS_MAX: u64 = 60 * 60 * 1000;
+/// Longest an idempotency record may be kept: 30 days.
+pub const IDEMPOTENCY_RETAIN_MS_MAX: u64 = 30 * 24 * 60 * 60 * 1000;
+/// Idempotency records one batch forgets at most; the rest wait for the next batch.
+pub const IDEMPOTENCY_EXPIRIES_PER_BATCH_MAX: usize = 1_024;
 
 /// Entries in one page of account history.
 pub const HISTORY_PAGE_ENTRIES_MAX: usize = 1_000;

@@ -29,6 +29,7 @@ pub struct MemStore {
     /// Each account's entries in timestamp order (appends always carry a later timestamp).
     history: FxHashMap<AccountId, Vec<HistoryEntry>>,
     idempotency: BTreeMap<IdempotencyKey, IdempotencyRecord>,
+    idempotency_expiry: BTreeSet<(u64, IdempotencyKey)>,
     merchants: BTreeMap<MerchantId, Merchant>,
     api_key_index: BTreeMap<ApiKeyId, MerchantId>,
     buyers: BTreeMap<BuyerId, Buyer>,
@@ -94,6 +95,24 @@ impl MemStore {
         }
         for record in changes.idempotency {
             self.idempotency.insert(record.key.clone(), record);
+        }
+        for key in changes.idempotency_removes {
+            assert!(
+                self.idempotency.remove(&key).is_some(),
+                "forgot unknown idempotency key {key:?}"
+            );
+        }
+        for entry in changes.idempotency_expiry_removes {
+            assert!(
+                self.idempotency_expiry.remove(&entry),
+                "idempotency expiry index lacks {entry:?}"
+            );
+        }
+        for entry in changes.idempotency_expiry_inserts {
+            assert!(
+                self.idempotency_expiry.insert(entry.clone()),
+                "idempotency expiry index already has {entry:?}"
+            );
         }
         for merchant in changes.merchants {
             self.merchants.insert(merchant.id.clone(), merchant);
@@ -181,6 +200,25 @@ impl LedgerRead for MemStore {
 
     fn idempotency(&self, key: &IdempotencyKey) -> Option<IdempotencyRecord> {
         self.idempotency.get(key).cloned()
+    }
+
+    fn idempotency_expiring(&self, up_to_ns: u64, limit: usize) -> Vec<IdempotencyKey> {
+        self.idempotency_expiry
+            .iter()
+            .take_while(|(at_ns, _)| *at_ns <= up_to_ns)
+            .take(limit)
+            .map(|(_, key)| key.clone())
+            .collect()
+    }
+
+    fn scan_idempotency(&self, visit: &mut dyn FnMut(&IdempotencyRecord)) {
+        self.idempotency.values().for_each(visit);
+    }
+
+    fn scan_idempotency_expiry(&self, visit: &mut dyn FnMut(u64, &IdempotencyKey)) {
+        for (at_ns, key) in &self.idempotency_expiry {
+            visit(*at_ns, key);
+        }
     }
 
     fn holds_expiring(&self, up_to_ns: u64, limit: usize) -> Vec<TransferId> {

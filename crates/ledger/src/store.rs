@@ -48,6 +48,13 @@ pub trait LedgerRead {
     fn transfer(&self, id: TransferId) -> Option<TransferRecord>;
     fn hold(&self, pending_id: TransferId) -> Option<Hold>;
     fn idempotency(&self, key: &IdempotencyKey) -> Option<IdempotencyRecord>;
+    /// Keys of idempotency records whose `expires_at_ns` is at or before `up_to_ns`, earliest
+    /// first (ties by key), at most `limit`.
+    fn idempotency_expiring(&self, up_to_ns: u64, limit: usize) -> Vec<IdempotencyKey>;
+    /// Every idempotency record in key order (audits; never on the apply path).
+    fn scan_idempotency(&self, visit: &mut dyn FnMut(&IdempotencyRecord));
+    /// Every `(expires_at_ns, key)` of the idempotency expiry index, in order (audits).
+    fn scan_idempotency_expiry(&self, visit: &mut dyn FnMut(u64, &IdempotencyKey));
     /// Ids of pending holds whose expiry is at or before `up_to_ns`, earliest expiry first (ties
     /// by id), at most `limit`.
     fn holds_expiring(&self, up_to_ns: u64, limit: usize) -> Vec<TransferId>;
@@ -183,6 +190,11 @@ pub struct ChangeSet {
     pub history: Vec<HistoryEntry>,
     /// New or changed idempotency records, by key.
     pub idempotency: Vec<IdempotencyRecord>,
+    /// Idempotency records forgotten (their retention ended), by key.
+    pub idempotency_removes: Vec<IdempotencyKey>,
+    /// `(expires_at_ns, key)` pairs to add to / remove from the idempotency expiry index.
+    pub idempotency_expiry_inserts: Vec<(u64, IdempotencyKey)>,
+    pub idempotency_expiry_removes: Vec<(u64, IdempotencyKey)>,
     /// New or changed merchants, buyers and payments, by id.
     pub merchants: Vec<Merchant>,
     pub buyers: Vec<Buyer>,

@@ -2,7 +2,7 @@
 //! small id space, including the ids of derived (payments) accounts and transfers, lifecycle
 //! calls out of order (confirm after cancel, capture after refund, refund before capture,
 //! payouts of drained sellers, ...), extreme amounts and large jumps in time (hold periods and
-//! expiries). After every batch: no command panicked (a contained panic answers
+//! expiries, idempotency retention). After every batch: no command panicked (a contained panic answers
 //! `internal_error` and is a bug), the full audit holds, and final states stayed final.
 //!
 //! CI runs `FUZZ_CASES_DEFAULT` sequences. A long run: `PROPTEST_CASES=200000` on this test
@@ -21,8 +21,9 @@ use tally_ledger::payment::{
     ScheduleSpec, WorkRef,
 };
 use tally_ledger::{
-    audit, AccountFlags, AccountId, CloseAccount, Command, Currency, HoldStatus, LedgerRead,
-    MemStore, Metadata, NewAccount, NewTransfer, TransferId, TransferKind,
+    audit, AccountFlags, AccountId, BeginIdempotent, CloseAccount, Command, CompleteIdempotent,
+    Currency, HoldStatus, IdempotencyKey, LedgerRead, MemStore, Metadata, NewAccount, NewTransfer,
+    TransferId, TransferKind,
 };
 
 const FUZZ_CASES_DEFAULT: u32 = 48;
@@ -364,7 +365,26 @@ fn ledger_command() -> impl Strategy<Value = Command> {
         1 => (3_000u128..3_040, pending_ref()).prop_map(
             move |(id, pending_id)| new_transfer(id, TransferKind::VoidPending { pending_id })
         ),
+        1 => (idempotency_key(), 0u8..2, lease_ms(), retain_ms()).prop_map(
+            |(key, hash, lease_ms, retain_ms)| Command::BeginIdempotent(BeginIdempotent {
+                key, request_hash: [hash; 32], lease_ms, retain_ms,
+            })
+        ),
+        1 => (idempotency_key(), 0u8..2, attempt(), text()).prop_map(
+            |(key, hash, attempt, response)| Command::CompleteIdempotent(CompleteIdempotent {
+                key, request_hash: [hash; 32], attempt, response: response.into_bytes(),
+            })
+        ),
     ]
+}
+
+fn idempotency_key() -> impl Strategy<Value = IdempotencyKey> {
+    (0..3u8).prop_map(|k| IdempotencyKey::new(format!("m1:k{k}")).unwrap())
+}
+
+/// Retentions: mostly short enough that the fuzzer's jumps in time forget the records.
+fn retain_ms() -> impl Strategy<Value = u64> {
+    prop_oneof![18 => 1u64..=120_000, 1 => Just(0), 1 => Just(u64::MAX)]
 }
 
 fn command() -> impl Strategy<Value = Command> {

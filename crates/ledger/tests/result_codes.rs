@@ -1,7 +1,8 @@
 //! One test per result code `apply` can answer, each named after the rule it proves.
 
 use tally_ledger::limits::{
-    BATCH_COMMANDS_MAX, IDEMPOTENCY_LEASE_MS_MAX, IDEMPOTENCY_RESPONSE_BYTES_MAX, NANOS_PER_SECOND,
+    BATCH_COMMANDS_MAX, IDEMPOTENCY_LEASE_MS_MAX, IDEMPOTENCY_RESPONSE_BYTES_MAX,
+    IDEMPOTENCY_RETAIN_MS_MAX, NANOS_PER_SECOND,
 };
 use tally_ledger::{
     audit, AccountFlags, AccountId, BeginIdempotent, CloseAccount, Command, CommandResult,
@@ -798,6 +799,7 @@ fn begin(key: &str, hash: u8, lease_ms: u64) -> Command {
         key: IdempotencyKey::new(key).unwrap(),
         request_hash: [hash; 32],
         lease_ms,
+        retain_ms: 24 * 60 * 60 * 1_000,
     })
 }
 
@@ -894,6 +896,21 @@ fn idempotency_lease_out_of_range() {
         f.code(begin("k", 1, IDEMPOTENCY_LEASE_MS_MAX + 1)),
         "idempotency_lease_out_of_range"
     );
+}
+
+#[test]
+fn idempotency_retention_out_of_range() {
+    let mut f = Fixture::new();
+    for retain_ms in [0, IDEMPOTENCY_RETAIN_MS_MAX + 1] {
+        let command = Command::BeginIdempotent(BeginIdempotent {
+            retain_ms,
+            ..match begin("k", 1, 30_000) {
+                Command::BeginIdempotent(begin) => begin,
+                _ => unreachable!(),
+            }
+        });
+        assert_eq!(f.code(command), "idempotency_retention_out_of_range");
+    }
 }
 
 #[test]

@@ -13,6 +13,7 @@ const HOLD: u8 = b'h';
 const EXPIRY: u8 = b'x';
 const HISTORY: u8 = b'y';
 const IDEMPOTENCY: u8 = b'i';
+const IDEMPOTENCY_EXPIRY: u8 = b'j';
 // Payments. String ids never contain 0x00 (their alphabet is ASCII letters, digits and `_-.:`),
 // so a prefix scan of one id never runs into a longer one's keys where a length byte is used.
 const MERCHANT: u8 = b'M';
@@ -36,6 +37,8 @@ pub const VOTE: &[u8] = b"vote";
 pub const COMMITTED: &[u8] = b"committed";
 pub const LAST_PURGED: &[u8] = b"purged";
 pub const CURRENT_SNAPSHOT: &[u8] = b"snapshot";
+/// The data directory's format stamp (`store_format`).
+pub const STORE_FORMAT: &[u8] = b"format";
 
 fn with_u128(tag: u8, id: u128) -> Vec<u8> {
     let mut key = Vec::with_capacity(17);
@@ -104,6 +107,43 @@ pub fn idempotency(key: &IdempotencyKey) -> Vec<u8> {
     let mut out = vec![IDEMPOTENCY];
     out.extend_from_slice(key.as_str().as_bytes());
     out
+}
+
+pub fn idempotency_prefix() -> Vec<u8> {
+    vec![IDEMPOTENCY]
+}
+
+/// The idempotency expiry index: tag, expiry (big-endian), then the key itself.
+pub fn idempotency_expiry(expires_at_ns: u64, key: &IdempotencyKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + key.as_str().len());
+    out.push(IDEMPOTENCY_EXPIRY);
+    out.extend_from_slice(&expires_at_ns.to_be_bytes());
+    out.extend_from_slice(key.as_str().as_bytes());
+    out
+}
+
+pub fn idempotency_expiry_prefix() -> Vec<u8> {
+    vec![IDEMPOTENCY_EXPIRY]
+}
+
+/// The first key of the expiry index past `up_to_ns`.
+pub fn idempotency_expiry_end(up_to_ns: u64) -> Vec<u8> {
+    match up_to_ns.checked_add(1) {
+        Some(next) => {
+            let mut out = vec![IDEMPOTENCY_EXPIRY];
+            out.extend_from_slice(&next.to_be_bytes());
+            out
+        }
+        None => vec![IDEMPOTENCY_EXPIRY + 1],
+    }
+}
+
+pub fn idempotency_expiry_of(key: &[u8]) -> (u64, IdempotencyKey) {
+    decoded(key, || {
+        let at_ns = u64::from_be_bytes(key.get(1..9)?.try_into().ok()?);
+        let text = std::str::from_utf8(key.get(9..)?).ok()?;
+        Some((at_ns, IdempotencyKey::new(text).ok()?))
+    })
 }
 
 fn with_str(tag: u8, id: &str) -> Vec<u8> {

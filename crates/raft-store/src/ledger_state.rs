@@ -126,6 +126,43 @@ impl LedgerRead for KvLedger<'_> {
         self.get(&keys::idempotency(key))
     }
 
+    fn idempotency_expiring(&self, up_to_ns: u64, limit: usize) -> Vec<IdempotencyKey> {
+        let end = keys::idempotency_expiry_end(up_to_ns);
+        self.range(
+            &keys::idempotency_expiry_prefix(),
+            Some(&end),
+            Order::Ascending,
+            limit,
+        )
+        .iter()
+        .map(|(key, _)| keys::idempotency_expiry_of(key).1)
+        .collect()
+    }
+
+    fn scan_idempotency(&self, visit: &mut dyn FnMut(&IdempotencyRecord)) {
+        self.scan(&keys::idempotency_prefix(), visit);
+    }
+
+    fn scan_idempotency_expiry(&self, visit: &mut dyn FnMut(u64, &IdempotencyKey)) {
+        let prefix = keys::idempotency_expiry_prefix();
+        let end = keys::prefix_end(&prefix);
+        let mut start = prefix;
+        loop {
+            let page = self.range(&start, end.as_deref(), Order::Ascending, SCAN_PAGE_ROWS_MAX);
+            for (key, _) in &page {
+                let (at_ns, idempotency_key) = keys::idempotency_expiry_of(key);
+                visit(at_ns, &idempotency_key);
+            }
+            match page.last() {
+                Some((last, _)) if page.len() == SCAN_PAGE_ROWS_MAX => {
+                    start = last.clone();
+                    start.push(0);
+                }
+                _ => return,
+            }
+        }
+    }
+
     fn holds_expiring(&self, up_to_ns: u64, limit: usize) -> Vec<TransferId> {
         // Deadlines are at most TIMESTAMP_NS_MAX plus a u32 of seconds, so `+ 1` cannot wrap.
         let end = keys::expiry(up_to_ns + 1, TransferId(0));
@@ -326,6 +363,19 @@ pub fn write_changes(changes: &ChangeSet, batch: &mut WriteBatch) {
     }
     for record in &changes.idempotency {
         batch.put(Cf::State, keys::idempotency(&record.key), encode(record));
+    }
+    for key in &changes.idempotency_removes {
+        batch.delete(Cf::State, keys::idempotency(key));
+    }
+    for (expires_at_ns, key) in &changes.idempotency_expiry_removes {
+        batch.delete(Cf::State, keys::idempotency_expiry(*expires_at_ns, key));
+    }
+    for (expires_at_ns, key) in &changes.idempotency_expiry_inserts {
+        batch.put(
+            Cf::State,
+            keys::idempotency_expiry(*expires_at_ns, key),
+            Vec::new(),
+        );
     }
     for merchant in &changes.merchants {
         batch.put(Cf::State, keys::merchant(&merchant.id), encode(merchant));

@@ -19,12 +19,14 @@ pub mod runtime;
 mod service;
 mod snapshot;
 mod state_machine;
+pub mod store_format;
 mod supervisor;
 mod timekeeper;
 mod types;
 mod write_error;
 
 pub use batcher::{Batcher, Clock};
+pub use codec::FORMAT_VERSION;
 pub use ledger_state::KvLedger;
 pub use log_store::{DiskLatency, LogFault, LogStore};
 pub use network::{Network, RaftRpcServer};

@@ -1,8 +1,10 @@
 //! Raft RPCs over tonic: the client side openraft drives (`RaftNetworkFactory`) and the server
-//! side that feeds requests into the local `Raft`. Payloads are postcard-encoded openraft values
-//! inside `tally.raft.v1.RaftMessage`.
+//! side that feeds requests into the local `Raft`. Payloads are openraft values in Tally's
+//! versioned encoding (`codec`: a format-version byte, then postcard) inside
+//! `tally.raft.v1.RaftMessage`; a message of another format version is refused with code
+//! `format_unsupported`, naming both versions.
 
-use crate::codec::{decode, encode};
+use crate::codec::{decode, encode, version_of, DecodeError, FORMAT_VERSION};
 use crate::types::{NodeId, NodeInfo, Raft, TypeConfig};
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
@@ -15,6 +17,7 @@ use openraft::raft::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 use std::time::Duration;
+use tally_proto::convert::status_with_code;
 use tally_proto::dial::Dialer;
 use tally_proto::raft::raft_client::RaftClient;
 use tally_proto::raft::raft_server;
@@ -229,8 +232,21 @@ impl RaftRpcServer {
 }
 
 fn decode_request<T: DeserializeOwned>(request: Request<RaftMessage>) -> Result<T, Status> {
-    decode(&request.into_inner().payload)
-        .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
+    decode(&request.into_inner().payload).map_err(|e| match e {
+        DecodeError::UnknownVersion { .. } => format_unsupported("raft message", &e),
+        _ => Status::invalid_argument(format!("undecodable raft message: {e}")),
+    })
+}
+
+/// `INVALID_ARGUMENT` with code `format_unsupported`: the peer runs a release whose format this
+/// node does not read. Not `UNAVAILABLE`, so the sender logs it instead of treating the peer as
+/// down.
+fn format_unsupported(what: &str, error: &DecodeError) -> Status {
+    status_with_code(
+        Code::InvalidArgument,
+        "format_unsupported",
+        format!("{what} refused: {error}"),
+    )
 }
 
 fn reply<T: Serialize>(value: &T) -> Result<Response<RaftMessage>, Status> {
@@ -259,6 +275,14 @@ impl raft_server::Raft for RaftRpcServer {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode_request(request)?;
+        // The snapshot payload is encoded by the sender's build: its first byte is its format
+        // version, checked before any of it is stored.
+        if rpc.offset == 0 {
+            if let Some(found) = version_of(&rpc.data).filter(|v| *v != FORMAT_VERSION) {
+                let error = DecodeError::UnknownVersion { found };
+                return Err(format_unsupported("snapshot", &error));
+            }
+        }
         reply(&self.raft.install_snapshot(rpc).await)
     }
 }

@@ -9,6 +9,7 @@ use crate::network::{Network, RaftRpcServer};
 use crate::reads::ReadGate;
 use crate::service::{AdminService, LedgerService, PaymentsService};
 use crate::state_machine::StateMachine;
+use crate::store_format::{check_or_stamp, StoreFormatError};
 use crate::supervisor::Supervisor;
 use crate::timekeeper::Timekeeper;
 use crate::types::{NodeId, NodeInfo, Raft};
@@ -61,6 +62,8 @@ pub enum NodeError {
     Serve(String),
     #[error("node failed: {0}")]
     Failed(String),
+    #[error("cannot open the data directory: {0}")]
+    StoreFormat(#[from] StoreFormatError),
 }
 
 pub struct Node<K: Kv> {
@@ -136,6 +139,7 @@ impl<K: Kv> Node<K> {
         tuning: &RaftTuning,
         env: NodeEnv,
     ) -> Result<Self, NodeError> {
+        check_or_stamp(&*kv)?;
         let config = Config {
             cluster_name: "tally".to_owned(),
             heartbeat_interval: tuning.heartbeat_ms,

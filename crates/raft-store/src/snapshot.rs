@@ -1,7 +1,7 @@
 //! The snapshot payload: every row of the `State` family at one applied log id, with the id, the
 //! membership and a checksum, so an install can prove the payload matches its metadata.
 
-use crate::codec::{decode, encode};
+use crate::codec::{decode, encode, DecodeError};
 use crate::keys;
 use crate::kv::{Cf, KvError, KvRead, Order};
 use crate::types::{LogId, StoredMembership};
@@ -50,7 +50,7 @@ fn checksum(
 
 pub fn read_applied(view: &dyn KvRead) -> Result<(Option<LogId>, StoredMembership), KvError> {
     let decode_at = |key: &[u8]| -> Result<Option<Vec<u8>>, KvError> { view.get(Cf::State, key) };
-    let corrupt = |key: &[u8], e: postcard::Error| KvError::Corrupt {
+    let corrupt = |key: &[u8], e: DecodeError| KvError::Corrupt {
         key: key.to_vec(),
         reason: e.to_string(),
     };

@@ -4,7 +4,8 @@
 //! something due, and a balance read (`LookupAccounts`, `GetBalance`) first has such batches
 //! committed (`Timekeeper::settle_due`), so it never counts a hold past its timeout. An expiry
 //! or release that keeps failing (a bug, contained by `apply`) is not proposed again on every
-//! tick: the timekeeper notes it and leaves it to the next ordinary batch.
+//! tick: the timekeeper notes it and leaves it to the next ordinary batch. Its ticks also have
+//! idempotency records forgotten when their retention ends, which reads need not wait for.
 
 use crate::batcher::{Batcher, Clock};
 use crate::kv::Kv;
@@ -20,6 +21,13 @@ use tally_ledger::LedgerRead;
 pub const TICK_MS: u64 = 200;
 /// Settle batches one read may wait for (each expires up to `EXPIRIES_PER_BATCH_MAX` holds).
 const SETTLE_BATCHES_MAX: usize = 4;
+
+/// What a settle waits for: what balances depend on (reads), or also housekeeping (ticks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Due {
+    Balances,
+    Everything,
+}
 
 pub struct Timekeeper<K: Kv> {
     kv: Arc<K>,
@@ -71,31 +79,41 @@ impl<K: Kv> Timekeeper<K> {
                     continue;
                 }
                 // Refusals (lost leadership, no quorum, outcome unknown) are retried next tick.
-                let _ = ticking.settle_due().await;
+                let _ = ticking.settle(Due::Everything).await;
             }
         });
         keeper
     }
 
     /// The first hold to expire or held funds to release by now in this replica's state.
-    fn due_head(&self) -> Option<String> {
+    fn due_head(&self, due: Due) -> Option<String> {
         let now_ns = (self.clock)();
         let ledger = KvLedger::new(&*self.kv);
         if let Some(hold) = ledger.holds_expiring(now_ns, 1).first() {
             return Some(format!("expiry of hold {hold}"));
         }
+        if let Some(order) = ledger.releases_due(now_ns, 1).first() {
+            return Some(format!("release of order {order}"));
+        }
+        if due == Due::Balances {
+            return None;
+        }
         ledger
-            .releases_due(now_ns, 1)
+            .idempotency_expiring(now_ns, 1)
             .first()
-            .map(|order| format!("release of order {order}"))
+            .map(|key| format!("expiry of idempotency key {}", key.as_str()))
     }
 
     /// Commits empty batches while anything is due (bounded), so that what follows reads a
     /// state in which every hold past its timeout is expired. Each wait is bounded by the
     /// batcher's commit deadline.
     pub async fn settle_due(&self) -> Result<(), ServeError> {
+        self.settle(Due::Balances).await
+    }
+
+    async fn settle(&self, due: Due) -> Result<(), ServeError> {
         for _ in 0..SETTLE_BATCHES_MAX {
-            let Some(head) = self.due_head() else {
+            let Some(head) = self.due_head(due) else {
                 return Ok(());
             };
             if self
@@ -108,7 +126,7 @@ impl<K: Kv> Timekeeper<K> {
                 return Ok(());
             }
             self.batcher.submit(Vec::new()).await?;
-            if self.due_head().as_ref() == Some(&head) {
+            if self.due_head(due).as_ref() == Some(&head) {
                 tracing::error!(%head, "an item falls due but its batch did not settle it (a contained bug); not proposing for it again");
                 *self.stuck.lock().unwrap_or_else(|p| p.into_inner()) = Some(head);
                 return Ok(());

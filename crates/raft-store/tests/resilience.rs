@@ -309,3 +309,59 @@ async fn holds_expire_on_time_on_an_idle_cluster() {
     assert_eq!(read.balances.unwrap().debits_pending, "0.00");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_are_forgotten_after_their_retention_on_an_idle_cluster() {
+    use tally_ledger::{BeginIdempotent, IdempotencyKey, LedgerRead};
+    use tally_proto::payments_node_codec::IdempotencyCommand;
+    let cluster = Cluster::start(3, RaftTuning::default()).await;
+    let leader = cluster.wait_for_leader(None).await;
+    let endpoints = vec![cluster.infos[&leader].api_addr.clone()];
+    let client = tally_proto::client::LedgerClient::connect(endpoints)
+        .await
+        .expect("connect");
+    let key = IdempotencyKey::new("m1:retained-briefly").unwrap();
+    let begin = IdempotencyCommand::Begin(BeginIdempotent {
+        key: key.clone(),
+        request_hash: [1; 32],
+        lease_ms: 100,
+        retain_ms: 500,
+    });
+    let results = client
+        .execute_idempotency(std::slice::from_ref(&begin))
+        .await
+        .expect("begin");
+    assert!(results[0].is_ok(), "{results:?}");
+    let kept = |node: u64| {
+        tally_raft_store::ledger_view(&*cluster.nodes[&node].kv)
+            .idempotency(&key)
+            .is_some()
+    };
+    assert!(kept(leader));
+    // No writes and no reads: the leader's timekeeper has every replica forget it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cluster.nodes.keys().any(|node| kept(*node)) {
+        assert!(
+            Instant::now() < deadline,
+            "the idempotency record outlived its retention on an idle cluster"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.wait_converged().await;
+    cluster.assert_same_hash_everywhere();
+    // Reused after its retention, the key is a new request.
+    let results = client
+        .execute_idempotency(&[begin])
+        .await
+        .expect("begin again");
+    assert!(
+        matches!(
+            &results[0],
+            Ok(tally_proto::payments_node_codec::IdempotencyAnswer::Begun(
+                tally_ledger::IdempotencyBegun::Started { attempt: 1, .. }
+            ))
+        ),
+        "{results:?}"
+    );
+    cluster.shutdown().await;
+}

@@ -7,6 +7,9 @@
 //! - same key, different request: refused (`idempotency_request_mismatch`);
 //! - same key while the first call still runs: ABORTED (`idempotency_in_progress`), retry later.
 //!
+//! Keys are kept for `--idempotency-retention-ms` (24 hours by default) from their first use and
+//! then forgotten by the replicated state machine; a key reused after that is a new request.
+//!
 //! An answer that may change on a retry (the cluster or the PSP unavailable) is not stored: the
 //! key stays begun until its lease ends, then the next retry runs the call again. Every call
 //! under a key is itself idempotent by its ids (checkout, order, refund), so a rerun is safe.
@@ -25,8 +28,12 @@ use tally_proto::payments_node_codec::{IdempotencyAnswer, IdempotencyCommand};
 /// Longest client key, leaving room in the ledger's key for the merchant scope.
 pub const CLIENT_IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
 
+/// The format of a stored answer: its first byte, then postcard. Gateways of another release may
+/// read what this one stored, so an unknown version is refused by name, never misread.
+const STORED_ANSWER_VERSION: u8 = 1;
+
 /// What is stored under a key: the protobuf answer, or the refusal.
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 enum StoredAnswer {
     Ok(Vec<u8>),
     Refused {
@@ -80,6 +87,7 @@ impl PaymentsApi {
                 key: scoped.clone(),
                 request_hash,
                 lease_ms: self.idempotency_lease_ms(),
+                retain_ms: self.idempotency_retention_ms(),
             }))
             .await?;
         let attempt = match begun {
@@ -99,7 +107,7 @@ impl PaymentsApi {
             },
             Err(_) => return result,
         };
-        let response = postcard::to_allocvec(&stored).map_err(|_| ledger_confused())?;
+        let response = encode_answer(&stored)?;
         let completed = self
             .idempotency(IdempotencyCommand::Complete(CompleteIdempotent {
                 key: scoped,
@@ -129,15 +137,35 @@ impl PaymentsApi {
     }
 }
 
+fn encode_answer(answer: &StoredAnswer) -> Result<Vec<u8>, ApiError> {
+    postcard::to_extend(answer, vec![STORED_ANSWER_VERSION]).map_err(|_| ledger_confused())
+}
+
+fn decode_answer(response: &[u8]) -> Result<StoredAnswer, ApiError> {
+    match response.split_first() {
+        Some((&STORED_ANSWER_VERSION, body)) => {
+            postcard::from_bytes(body).map_err(|_| ledger_confused())
+        }
+        Some((&found, _)) => Err(ApiError::new(
+            ErrorKind::Unavailable,
+            "format_unsupported",
+            format!(
+                "the answer stored under this idempotency key is in format version {found}; this \
+                 gateway reads version {STORED_ANSWER_VERSION}: run one gateway release, then retry"
+            ),
+        )),
+        None => Err(ledger_confused()),
+    }
+}
+
 fn replay<T: prost::Message + Default>(response: &[u8]) -> Result<T, ApiError> {
-    match postcard::from_bytes::<StoredAnswer>(response) {
-        Ok(StoredAnswer::Ok(bytes)) => T::decode(bytes.as_slice()).map_err(|_| ledger_confused()),
-        Ok(StoredAnswer::Refused {
+    match decode_answer(response)? {
+        StoredAnswer::Ok(bytes) => T::decode(bytes.as_slice()).map_err(|_| ledger_confused()),
+        StoredAnswer::Refused {
             kind,
             code,
             message,
-        }) => Err(ApiError::new(kind, &code, message)),
-        Err(_) => Err(ledger_confused()),
+        } => Err(ApiError::new(kind, &code, message)),
     }
 }
 
@@ -168,4 +196,29 @@ fn ledger_confused() -> ApiError {
         "unexpected_answer",
         "the ledger's idempotency record could not be read (mixed versions?); retry later",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_answers_round_trip_and_a_future_format_is_refused_by_name() {
+        let answer = StoredAnswer::Refused {
+            kind: ErrorKind::InvalidArgument,
+            code: "amount_invalid".to_string(),
+            message: "amount must be positive".to_string(),
+        };
+        let bytes = encode_answer(&answer).unwrap();
+        assert_eq!(bytes[0], STORED_ANSWER_VERSION);
+        assert_eq!(decode_answer(&bytes).unwrap(), answer);
+        let mut future = bytes;
+        future[0] = STORED_ANSWER_VERSION + 1;
+        let error = decode_answer(&future).unwrap_err();
+        assert_eq!(error.code, "format_unsupported");
+        assert!(error.message.contains(&format!(
+            "format version {}; this gateway reads version {STORED_ANSWER_VERSION}",
+            STORED_ANSWER_VERSION + 1
+        )));
+    }
 }

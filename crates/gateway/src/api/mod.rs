@@ -14,4 +14,7 @@ mod webhooks;
 pub use error::{ApiError, ErrorKind, RETRY_AFTER_MS_METADATA};
 pub use idempotent::CLIENT_IDEMPOTENCY_KEY_BYTES_MAX;
 pub use payouts::Caller;
-pub use service::{ApiConfig, PaymentsApi, LIST_PAGE_SIZE_DEFAULT, METADATA_ENTRIES_MAX};
+pub use service::{
+    ApiConfig, PaymentsApi, IDEMPOTENCY_RETENTION_MS_DEFAULT, LIST_PAGE_SIZE_DEFAULT,
+    METADATA_ENTRIES_MAX,
+};

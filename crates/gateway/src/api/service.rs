@@ -37,6 +37,9 @@ use tally_psp::{ErrorKind as PspErrorKind, Psp, PspError, RefundRequest};
 pub const METADATA_ENTRIES_MAX: usize = 16;
 /// Bytes of one metadata key or value.
 pub const METADATA_VALUE_BYTES_MAX: usize = 512;
+/// Stripe's retention of idempotency keys: 24 hours.
+pub const IDEMPOTENCY_RETENTION_MS_DEFAULT: u64 = 24 * 60 * 60 * 1_000;
+
 /// Payments per `ListPayments` page when the client does not say.
 pub const LIST_PAGE_SIZE_DEFAULT: u32 = 20;
 
@@ -52,6 +55,9 @@ pub struct ApiConfig {
     pub psp_call_timeout_ms: u64,
     /// How long a begun idempotency key keeps other calls with it away; must cover a call.
     pub idempotency_lease_ms: u64,
+    /// How long a client's idempotency key is kept after its first use (1 ms to 30 days); a key
+    /// reused after that is a new request. Stripe's 24 hours by default.
+    pub idempotency_retention_ms: u64,
     /// How long a key record read from the ledger is reused to authenticate (0: never); a
     /// revocation takes effect on this gateway within it.
     pub api_key_cache_ms: u64,
@@ -138,6 +144,10 @@ impl PaymentsApi {
 
     pub(super) fn idempotency_lease_ms(&self) -> u64 {
         self.config.idempotency_lease_ms
+    }
+
+    pub(super) fn idempotency_retention_ms(&self) -> u64 {
+        self.config.idempotency_retention_ms
     }
 
     fn now_ms(&self) -> u64 {

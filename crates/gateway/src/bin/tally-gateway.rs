@@ -97,6 +97,11 @@ struct Args {
     /// it was created is canceled at the PSP and fails with `expired`.
     #[arg(long, default_value_t = tally_gateway::executor::PENDING_EXPIRY_MS_DEFAULT)]
     pending_expiry_ms: u64,
+    /// How long a client's `Idempotency-Key` is kept after its first use (1 ms to 30 days).
+    /// Within it a retry gets the first answer; after it the key is forgotten and a request
+    /// reusing it is a new request.
+    #[arg(long, default_value_t = tally_gateway::api::IDEMPOTENCY_RETENTION_MS_DEFAULT)]
+    idempotency_retention_ms: u64,
     #[arg(long, default_value_t = 200)]
     retry_base_ms: u64,
     #[arg(long, default_value_t = 60_000)]
@@ -214,6 +219,7 @@ fn settings(args: &Args) -> Result<GatewaySettings> {
             psp_call_timeout_ms: args.psp_timeout_ms,
             // Covers the slowest call: a capture or refund waiting its whole PSP deadline.
             idempotency_lease_ms: args.psp_timeout_ms.saturating_mul(3).max(1_000),
+            idempotency_retention_ms: args.idempotency_retention_ms,
             require_signatures: args.require_signatures,
             api_key_cache_ms: args.api_key_cache_ms,
             webhook_allow_http: args.webhook_allow_http,

@@ -186,6 +186,7 @@ impl Stack {
                 risk_fallback: FallbackLimits::default(),
                 psp_call_timeout_ms: 1_500,
                 idempotency_lease_ms: 5_000,
+                idempotency_retention_ms: tally_gateway::api::IDEMPOTENCY_RETENTION_MS_DEFAULT,
                 require_signatures: false,
                 api_key_cache_ms: 1_000,
                 // The tests' merchant endpoints listen on plain loopback HTTP.

@@ -1,13 +1,16 @@
-//! Beginning and completing generic idempotency records.
+//! Beginning, completing and forgetting generic idempotency records.
 
+use super::guard::{contained, ApplyFault};
 use super::txn::Txn;
+use super::EventClock;
 use crate::command::{IdempotencyBegun, IdempotencyCompleted};
 use crate::errors::IdempotencyError;
 use crate::idempotency::{
-    BeginIdempotent, CompleteIdempotent, IdempotencyRecord, IdempotencyState,
+    BeginIdempotent, CompleteIdempotent, IdempotencyKey, IdempotencyRecord, IdempotencyState,
 };
 use crate::limits::{
-    IDEMPOTENCY_LEASE_MS_MAX, IDEMPOTENCY_RESPONSE_BYTES_MAX, NANOS_PER_MILLISECOND,
+    IDEMPOTENCY_EXPIRIES_PER_BATCH_MAX, IDEMPOTENCY_LEASE_MS_MAX, IDEMPOTENCY_RESPONSE_BYTES_MAX,
+    IDEMPOTENCY_RETAIN_MS_MAX, NANOS_PER_MILLISECOND,
 };
 use crate::store::LedgerRead;
 
@@ -19,10 +22,14 @@ pub(super) fn begin<S: LedgerRead>(
     if begin.lease_ms == 0 || begin.lease_ms > IDEMPOTENCY_LEASE_MS_MAX {
         return Err(IdempotencyError::LeaseOutOfRange);
     }
-    // Bounded by TIMESTAMP_NS_MAX plus an hour, far below u64::MAX.
+    if begin.retain_ms == 0 || begin.retain_ms > IDEMPOTENCY_RETAIN_MS_MAX {
+        return Err(IdempotencyError::RetentionOutOfRange);
+    }
+    // Both bounded by TIMESTAMP_NS_MAX plus 30 days, far below u64::MAX.
     let lease_until_ns = timestamp_ns + begin.lease_ms * NANOS_PER_MILLISECOND;
-    let (attempt, created_at_ns) = match txn.idempotency(&begin.key) {
-        None => (1, timestamp_ns),
+    let retained_until_ns = timestamp_ns + begin.retain_ms * NANOS_PER_MILLISECOND;
+    let (attempt, created_at_ns, expires_at_ns) = match txn.idempotency(&begin.key) {
+        None => (1, timestamp_ns, retained_until_ns),
         Some(record) if record.request_hash != begin.request_hash => {
             return Err(IdempotencyError::RequestMismatch);
         }
@@ -40,9 +47,11 @@ pub(super) fn begin<S: LedgerRead>(
             }
             // The holder's lease ran out: take over with the next attempt. A u64 attempt
             // counter cannot saturate at one take-over per millisecond for 500 million years.
-            IdempotencyState::InProgress { attempt, .. } => {
-                (attempt.saturating_add(1), record.created_at_ns)
-            }
+            IdempotencyState::InProgress { attempt, .. } => (
+                attempt.saturating_add(1),
+                record.created_at_ns,
+                record.expires_at_ns,
+            ),
         },
     };
     txn.put_idempotency(IdempotencyRecord {
@@ -54,6 +63,7 @@ pub(super) fn begin<S: LedgerRead>(
         },
         created_at_ns,
         updated_at_ns: timestamp_ns,
+        expires_at_ns,
     });
     Ok(IdempotencyBegun::Started {
         attempt,
@@ -95,6 +105,68 @@ pub(super) fn complete<S: LedgerRead>(
                 ..record
             });
             Ok(IdempotencyCompleted::Completed)
+        }
+    }
+}
+
+/// Forgets up to `IDEMPOTENCY_EXPIRIES_PER_BATCH_MAX` records whose retention ended by
+/// `batch_timestamp_ns`, earliest first, and returns their keys. A record whose lease still runs
+/// is kept until the lease ends, so a running request's key is never reused under it.
+pub(super) fn forget_expired<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    batch_timestamp_ns: u64,
+    clock: &mut EventClock,
+    faults: &mut Vec<ApplyFault>,
+) -> Vec<IdempotencyKey> {
+    let due = txn
+        .store()
+        .idempotency_expiring(batch_timestamp_ns, IDEMPOTENCY_EXPIRIES_PER_BATCH_MAX);
+    assert!(
+        due.len() <= IDEMPOTENCY_EXPIRIES_PER_BATCH_MAX,
+        "idempotency expiry index returned more than asked"
+    );
+    let mut forgotten = Vec::with_capacity(due.len());
+    for key in due {
+        let name = || format!("expiry of idempotency key {}", key.as_str());
+        let done = contained(txn, clock, faults, name, |txn, _| {
+            txn.begin_chain();
+            let gone = forget(txn, &key, batch_timestamp_ns);
+            txn.commit_chain();
+            gone
+        });
+        if done == Some(true) {
+            forgotten.push(key);
+        }
+    }
+    forgotten
+}
+
+/// Forgets one due record (true), or moves its expiry to the end of a lease still running.
+fn forget<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    key: &IdempotencyKey,
+    batch_timestamp_ns: u64,
+) -> bool {
+    let record = txn
+        .idempotency(key)
+        .unwrap_or_else(|| panic!("idempotency expiry index names unknown key {key:?}"));
+    assert!(
+        record.expires_at_ns <= batch_timestamp_ns,
+        "idempotency expiry index names key {key:?} that is not due: {record:?}"
+    );
+    match record.state {
+        IdempotencyState::InProgress { lease_until_ns, .. }
+            if lease_until_ns > batch_timestamp_ns =>
+        {
+            txn.put_idempotency(IdempotencyRecord {
+                expires_at_ns: lease_until_ns,
+                ..record
+            });
+            false
+        }
+        _ => {
+            txn.forget_idempotency(key);
+            true
         }
     }
 }

@@ -13,6 +13,7 @@ mod txn;
 
 use crate::command::{Command, CommandResult};
 use crate::errors::BatchError;
+use crate::idempotency::IdempotencyKey;
 use crate::ids::TransferId;
 use crate::limits::{BATCH_COMMANDS_MAX, TIMESTAMP_NS_MAX};
 use crate::payment::OrderId;
@@ -29,6 +30,8 @@ pub struct Applied {
     pub expired: Vec<TransferId>,
     /// Orders whose hold period ended, released to their sellers before the commands ran.
     pub released: Vec<OrderId>,
+    /// Idempotency records whose retention ended, forgotten before the commands ran.
+    pub forgotten: Vec<IdempotencyKey>,
     /// Every write of the batch, to be persisted in one atomic write.
     pub changes: ChangeSet,
     /// Bugs caught and contained in this batch (a command that panicked answers
@@ -125,6 +128,8 @@ pub fn apply_with_bugs<S: LedgerRead>(
     let expired = expiry::expire_holds(&mut txn, batch_timestamp_ns, &mut clock, &mut faults);
     let released =
         payment::release_due_holds(&mut txn, batch_timestamp_ns, &mut clock, &mut faults);
+    let forgotten =
+        idempotency::forget_expired(&mut txn, batch_timestamp_ns, &mut clock, &mut faults);
     let results = apply_commands(&mut txn, commands, &mut clock, &mut faults);
     assert_eq!(results.len(), commands.len(), "one result per command");
 
@@ -139,12 +144,14 @@ pub fn apply_with_bugs<S: LedgerRead>(
         &results,
         &expired,
         &released,
+        &forgotten,
     );
     let changes = txn.finish(meta);
     Ok(Applied {
         results,
         expired,
         released,
+        forgotten,
         changes,
         faults,
     })
@@ -300,6 +307,7 @@ fn chain_hash(
     results: &[CommandResult],
     expired: &[TransferId],
     released: &[OrderId],
+    forgotten: &[IdempotencyKey],
 ) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new();
     hasher.update(previous);
@@ -309,5 +317,6 @@ fn chain_hash(
     postcard::to_io(results, &mut hasher).expect("results serialize");
     postcard::to_io(expired, &mut hasher).expect("expired ids serialize");
     postcard::to_io(released, &mut hasher).expect("released ids serialize");
+    postcard::to_io(forgotten, &mut hasher).expect("forgotten keys serialize");
     *hasher.finalize().as_bytes()
 }

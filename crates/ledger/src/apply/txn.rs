@@ -32,7 +32,7 @@ struct ChainUndo {
     accounts: Vec<(AccountId, Option<Account>)>,
     transfers: Vec<TransferId>,
     holds: Vec<(TransferId, Option<Hold>)>,
-    idempotency: Vec<(IdempotencyKey, Option<IdempotencyRecord>)>,
+    idempotency: Vec<(IdempotencyKey, Option<Option<IdempotencyRecord>>)>,
     merchants: Vec<(MerchantId, Option<Merchant>)>,
     buyers: Vec<(BuyerId, Option<Buyer>)>,
     payments: Vec<(CheckoutId, Option<Payment>)>,
@@ -52,7 +52,8 @@ pub(crate) struct Txn<'s, S: LedgerRead> {
     store_accounts: RefCell<FxHashMap<AccountId, Option<Account>>>,
     transfers: FxHashMap<TransferId, TransferRecord>,
     holds: FxHashMap<TransferId, Hold>,
-    idempotency: FxHashMap<IdempotencyKey, IdempotencyRecord>,
+    /// `None`: forgotten in this batch.
+    idempotency: FxHashMap<IdempotencyKey, Option<IdempotencyRecord>>,
     // Payments records are few per batch next to transfers: ordered maps, no sort at the end.
     merchants: BTreeMap<MerchantId, Merchant>,
     buyers: BTreeMap<BuyerId, Buyer>,
@@ -186,15 +187,24 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
 
     pub(crate) fn idempotency(&self, key: &IdempotencyKey) -> Option<IdempotencyRecord> {
         match self.idempotency.get(key) {
-            Some(record) => Some(record.clone()),
+            Some(record) => record.clone(),
             None => self.store.idempotency(key),
         }
     }
 
     pub(crate) fn put_idempotency(&mut self, record: IdempotencyRecord) {
-        let previous = self.idempotency.insert(record.key.clone(), record.clone());
+        let previous = self
+            .idempotency
+            .insert(record.key.clone(), Some(record.clone()));
         if let Some(chain) = &mut self.chain {
             chain.idempotency.push((record.key, previous));
+        }
+    }
+
+    pub(crate) fn forget_idempotency(&mut self, key: &IdempotencyKey) {
+        let previous = self.idempotency.insert(key.clone(), None);
+        if let Some(chain) = &mut self.chain {
+            chain.idempotency.push((key.clone(), previous));
         }
     }
 
@@ -318,16 +328,22 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
         *issued
     }
 
-    pub(crate) fn lend_posting_clock(&mut self, next_ns: u64) {
+    /// Runs `step` with `clock` lent for the transfers it posts (`tick_posting_clock`), then
+    /// moves `clock` past them. Timestamps stay used even if the step rolls back: they only
+    /// need to be unique. A step that panics leaves the clock to `abandon_step`.
+    pub(crate) fn with_posting_clock<T>(
+        &mut self,
+        clock: &mut super::EventClock,
+        step: impl FnOnce(&mut Self) -> T,
+    ) -> T {
         assert!(self.posting_clock_ns.is_none(), "posting clock lent twice");
-        self.posting_clock_ns = Some(next_ns);
-    }
-
-    /// Returns the lent clock's next timestamp, so `apply` continues after the postings.
-    pub(crate) fn return_posting_clock(&mut self) -> u64 {
-        self.posting_clock_ns
+        self.posting_clock_ns = Some(clock.next_ns);
+        let result = step(self);
+        clock.next_ns = self
+            .posting_clock_ns
             .take()
-            .expect("posting clock was lent")
+            .expect("posting clock was lent");
+        result
     }
 
     pub(crate) fn tick_posting_clock(&mut self) -> u64 {
@@ -489,8 +505,7 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
             }
         }
 
-        let mut idempotency: Vec<IdempotencyRecord> = self.idempotency.into_values().collect();
-        idempotency.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        let idempotency = idempotency_changes(self.store, self.idempotency);
 
         let mut indexes = payment_indexes(self.store, &self.payments);
         for (state, delta) in &indexes.state_deltas {
@@ -641,7 +656,10 @@ impl<'s, S: LedgerRead> Txn<'s, S> {
             expiry_inserts,
             expiry_removes,
             history: self.history,
-            idempotency,
+            idempotency: idempotency.puts,
+            idempotency_removes: idempotency.removes,
+            idempotency_expiry_inserts: idempotency.expiry_inserts,
+            idempotency_expiry_removes: idempotency.expiry_removes,
             merchants: self.merchants.into_values().collect(),
             buyers: self.buyers.into_values().collect(),
             payments: self.payments.into_values().collect(),
@@ -851,4 +869,44 @@ fn carry(total: Balances, before: Balances, after: Balances) -> Balances {
             after.credits_posted,
         ),
     }
+}
+
+/// The idempotency part of a change set: records written or forgotten, and the expiry index
+/// moves that keep one index entry per stored record, at its `expires_at_ns`.
+#[derive(Default)]
+struct IdempotencyChanges {
+    puts: Vec<IdempotencyRecord>,
+    removes: Vec<IdempotencyKey>,
+    expiry_inserts: Vec<(u64, IdempotencyKey)>,
+    expiry_removes: Vec<(u64, IdempotencyKey)>,
+}
+
+fn idempotency_changes<S: LedgerRead>(
+    store: &S,
+    overlay: FxHashMap<IdempotencyKey, Option<IdempotencyRecord>>,
+) -> IdempotencyChanges {
+    let mut overlay: Vec<_> = overlay.into_iter().collect();
+    overlay.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut changes = IdempotencyChanges::default();
+    for (key, record) in overlay {
+        let stored_expiry = store.idempotency(&key).map(|stored| stored.expires_at_ns);
+        let new_expiry = record.as_ref().map(|record| record.expires_at_ns);
+        if stored_expiry != new_expiry {
+            if let Some(at_ns) = stored_expiry {
+                changes.expiry_removes.push((at_ns, key.clone()));
+            }
+            if let Some(at_ns) = new_expiry {
+                changes.expiry_inserts.push((at_ns, key.clone()));
+            }
+        }
+        match record {
+            Some(record) => changes.puts.push(record),
+            // A key begun and forgotten in one batch was never stored.
+            None if stored_expiry.is_some() => changes.removes.push(key),
+            None => {}
+        }
+    }
+    changes.expiry_inserts.sort_unstable();
+    changes.expiry_removes.sort_unstable();
+    changes
 }

@@ -105,7 +105,7 @@ pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 pub enum KvError {
     #[error("storage I/O failed: {0}")]
     Io(String),
-    #[error("stored value under {key:?} is corrupt: {reason}")]
+    #[error("stored value under {key:?} cannot be read: {reason}")]
     Corrupt { key: Vec<u8>, reason: String },
 }
 

@@ -27,10 +27,7 @@ pub(super) fn execute<S: LedgerRead>(
 ) -> Result<PaymentOutcome, PaymentError> {
     let timestamp_ns = clock.tick();
     txn.begin_chain();
-    txn.lend_posting_clock(clock.next_ns);
-    let result = dispatch(txn, command, timestamp_ns);
-    // Timestamps stay used even if the command rolls back: they only need to be unique.
-    clock.next_ns = txn.return_posting_clock();
+    let result = txn.with_posting_clock(clock, |txn| dispatch(txn, command, timestamp_ns));
     if result.is_ok() {
         txn.commit_chain();
     } else {

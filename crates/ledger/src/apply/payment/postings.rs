@@ -240,9 +240,9 @@ pub(in crate::apply) fn release_due_holds<S: LedgerRead>(
         let name = || format!("release of order {order_id}");
         let done = contained(txn, clock, faults, name, |txn, clock| {
             txn.begin_chain();
-            txn.lend_posting_clock(clock.next_ns);
-            release_due(txn, &order_id, batch_timestamp_ns, timestamp_ns);
-            clock.next_ns = txn.return_posting_clock();
+            txn.with_posting_clock(clock, |txn| {
+                release_due(txn, &order_id, batch_timestamp_ns, timestamp_ns)
+            });
             txn.commit_chain();
         });
         if done.is_some() {
