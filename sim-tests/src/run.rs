@@ -18,10 +18,11 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 use tally_ledger::LedgerRead;
 
-/// Simulated time per step.
-const TICK_MS: u64 = 1;
-/// Steps between two full audits of every replica.
-const AUDIT_EVERY_STEPS: u64 = 1_000;
+/// Simulated time per step. Timers inside a step stay exact (the paused clock advances to
+/// each); only message delivery is rounded to steps, so the tick stays below the links' 5 ms.
+pub const TICK_MS: u64 = 4;
+/// Steps between two full audits of every replica: one simulated second.
+const AUDIT_EVERY_STEPS: u64 = 1_000 / TICK_MS;
 /// A fixed epoch: the same seed sees the same wall-clock times.
 const EPOCH_S: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
@@ -114,8 +115,8 @@ pub fn run(config: &SimConfig) -> Report {
     report
 }
 
-/// The simulated world every run (and every scenario test) uses: seeded, a fixed epoch, 1 ms
-/// steps, 1-5 ms links.
+/// The simulated world every run (and every scenario test) uses: seeded, a fixed epoch,
+/// `TICK_MS` steps, 1-5 ms links.
 pub fn world(seed: u64, duration: Duration) -> turmoil::Builder {
     let mut builder = turmoil::Builder::new();
     builder

@@ -10,8 +10,9 @@ use tally_ledger::{
 use tally_proto::client::LedgerClient;
 use tally_proto::convert::{PartialPost, TransferDraft};
 use tally_sim_tests::cluster::{api_endpoints, node_name, Cluster};
+use tally_sim_tests::run::{world, TICK_MS};
 use tally_sim_tests::workload::{new_account, sim_client};
-use tally_sim_tests::{run::world, SimConfig};
+use tally_sim_tests::SimConfig;
 
 fn account(id: u128, wallet: bool) -> NewAccount {
     new_account(AccountId(id), wallet)
@@ -137,7 +138,7 @@ fn a_follower_behind_a_silently_dead_connection_catches_up() {
     };
     // Let the cluster settle and the workload start, then drop everything in flight on every
     // link to node3 once: its connections are dead but never reset.
-    for _ in 0..1_000 {
+    for _ in 0..1_000 / TICK_MS {
         sim.step().expect("steps");
     }
     for other in [node_name(0), node_name(1)] {
@@ -149,7 +150,7 @@ fn a_follower_behind_a_silently_dead_connection_catches_up() {
     }
     sim.run().expect("the workload finishes");
     let mut caught_up = false;
-    for _ in 0..15_000 {
+    for _ in 0..15_000 / TICK_MS {
         if applied(2) == applied(0) && applied(0) == applied(1) {
             caught_up = true;
             break;

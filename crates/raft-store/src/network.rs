@@ -16,6 +16,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use serde::{de::DeserializeOwned, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tally_proto::convert::status_with_code;
 use tally_proto::dial::Dialer;
@@ -38,26 +39,34 @@ const KEEPALIVE_TIMEOUT_MS: u64 = 2_000;
 const BACKOFF_MS_MIN: u64 = 50;
 const BACKOFF_MS_MAX: u64 = 2_000;
 
-/// Creates one connection per peer; openraft owns and reuses them.
+/// One HTTP/2 channel per peer, shared by every client openraft asks for. openraft 0.9 asks for
+/// a new client per replication stream and for every linearizable read round (one per read
+/// batch, to each follower); a channel per client would open a TCP connection per read.
 #[derive(Clone)]
 pub struct Network {
     self_id: NodeId,
     /// How peer connections are made: OS TCP unless a simulation supplies its sockets.
     dialer: Option<Dialer>,
+    /// The channel to each peer, with the address it was made for (a peer that moved gets a
+    /// new one). A tonic channel reconnects by itself after its connection fails.
+    peers: BTreeMap<NodeId, (String, PeerClient)>,
 }
+
+/// `Err` when the peer's address is not a valid URI: every call is then unreachable.
+type PeerClient = Result<RaftClient<Channel>, String>;
 
 impl Network {
     /// `dialer`: `None` for OS TCP.
     pub fn new(self_id: NodeId, dialer: Option<Dialer>) -> Self {
-        Network { self_id, dialer }
+        Network {
+            self_id,
+            dialer,
+            peers: BTreeMap::new(),
+        }
     }
-}
 
-impl RaftNetworkFactory<TypeConfig> for Network {
-    type Network = PeerConnection;
-
-    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerConnection {
-        let client = Endpoint::from_shared(format!("http://{}", node.raft_addr))
+    fn connect(&self, node: &NodeInfo) -> PeerClient {
+        Endpoint::from_shared(format!("http://{}", node.raft_addr))
             .map(|endpoint| {
                 let endpoint = endpoint
                     .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
@@ -76,7 +85,23 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                     .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
                     .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
             })
-            .map_err(|e| e.to_string());
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerConnection {
+        let client = match self.peers.get(&target) {
+            Some((addr, client)) if *addr == node.raft_addr => client.clone(),
+            _ => {
+                let client = self.connect(node);
+                self.peers
+                    .insert(target, (node.raft_addr.clone(), client.clone()));
+                client
+            }
+        };
         PeerConnection {
             self_id: self.self_id,
             target,
@@ -90,8 +115,7 @@ pub struct PeerConnection {
     self_id: NodeId,
     target: NodeId,
     addr: String,
-    /// `Err` when the peer's address is not a valid URI: every call is then unreachable.
-    client: Result<RaftClient<Channel>, String>,
+    client: PeerClient,
 }
 
 #[derive(Debug, thiserror::Error)]

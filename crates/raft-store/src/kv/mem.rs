@@ -15,6 +15,9 @@ struct Inner {
     /// What readers see: `durable` plus the unsynced writes since.
     current: Map,
     unsynced: Vec<WriteBatch>,
+    /// Counts the writes to the `State` family and the crashes: what a reader of the state
+    /// compares to know nothing changed since it last looked.
+    state_generation: u64,
 }
 
 /// Cheap to clone; clones share the same store (one "disk").
@@ -34,6 +37,13 @@ impl MemKv {
         let mut inner = self.lock();
         inner.current = inner.durable.clone();
         inner.unsynced.clear();
+        inner.state_generation += 1;
+    }
+
+    /// Changes whenever what the `State` family holds may have changed (a write to it, a
+    /// crash); equal generations mean equal state.
+    pub fn state_generation(&self) -> u64 {
+        self.lock().state_generation
     }
 
     /// Writes not yet durable (a crash now would lose them).
@@ -118,6 +128,14 @@ impl Kv for MemKv {
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), KvError> {
         let mut inner = self.lock();
         apply_batch(&mut inner.current, &batch);
+        let touches_state = batch.ops.iter().any(|op| match op {
+            WriteOp::Put { cf, .. }
+            | WriteOp::Delete { cf, .. }
+            | WriteOp::DeleteRange { cf, .. } => *cf == Cf::State,
+        });
+        if touches_state {
+            inner.state_generation += 1;
+        }
         inner.unsynced.push(batch);
         if durability == Durability::Synced {
             // One log for the whole store: syncing makes every earlier write durable too.
