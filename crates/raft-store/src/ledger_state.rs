@@ -77,12 +77,19 @@ impl<'a> KvLedger<'a> {
     }
 
     fn scan<T: DeserializeOwned>(&self, prefix: &[u8], visit: &mut dyn FnMut(&T)) {
+        self.scan_rows(prefix, &mut |key, value| {
+            visit(&decode_or_die::<T>(key, value))
+        });
+    }
+
+    /// Every row under `prefix` in key order, a page at a time.
+    fn scan_rows(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8])) {
         let end = keys::prefix_end(prefix);
         let mut start = prefix.to_vec();
         loop {
             let page = self.range(&start, end.as_deref(), Order::Ascending, SCAN_PAGE_ROWS_MAX);
             for (key, value) in &page {
-                visit(&decode_or_die::<T>(key, value));
+                visit(key, value);
             }
             match page.last() {
                 Some((last, _)) if page.len() == SCAN_PAGE_ROWS_MAX => {
@@ -144,23 +151,10 @@ impl LedgerRead for KvLedger<'_> {
     }
 
     fn scan_idempotency_expiry(&self, visit: &mut dyn FnMut(u64, &IdempotencyKey)) {
-        let prefix = keys::idempotency_expiry_prefix();
-        let end = keys::prefix_end(&prefix);
-        let mut start = prefix;
-        loop {
-            let page = self.range(&start, end.as_deref(), Order::Ascending, SCAN_PAGE_ROWS_MAX);
-            for (key, _) in &page {
-                let (at_ns, idempotency_key) = keys::idempotency_expiry_of(key);
-                visit(at_ns, &idempotency_key);
-            }
-            match page.last() {
-                Some((last, _)) if page.len() == SCAN_PAGE_ROWS_MAX => {
-                    start = last.clone();
-                    start.push(0);
-                }
-                _ => return,
-            }
-        }
+        self.scan_rows(&keys::idempotency_expiry_prefix(), &mut |key, _| {
+            let (at_ns, idempotency_key) = keys::idempotency_expiry_of(key);
+            visit(at_ns, &idempotency_key);
+        });
     }
 
     fn holds_expiring(&self, up_to_ns: u64, limit: usize) -> Vec<TransferId> {
