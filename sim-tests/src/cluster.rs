@@ -25,6 +25,9 @@ fn tuning() -> RaftTuning {
     RaftTuning {
         snapshot_after_entries: 48,
         entries_kept_after_snapshot: 8,
+        // In-memory snapshots install at once; a chunk lost to a partition must not stall a
+        // follower's catch-up for the production deadline.
+        install_snapshot_timeout_ms: 2_000,
         ..RaftTuning::default()
     }
 }

@@ -37,6 +37,8 @@ pub const VOTE: &[u8] = b"vote";
 pub const COMMITTED: &[u8] = b"committed";
 pub const LAST_PURGED: &[u8] = b"purged";
 pub const CURRENT_SNAPSHOT: &[u8] = b"snapshot";
+/// Present while a snapshot install replaces the state (`snapshot::record`).
+pub const SNAPSHOT_INSTALLING: &[u8] = b"installing";
 /// The data directory's format stamp (`store_format`).
 pub const STORE_FORMAT: &[u8] = b"format";
 

@@ -32,6 +32,13 @@ pub use log_store::{DiskLatency, LogFault, LogStore};
 pub use network::{Network, RaftRpcServer};
 pub use node::{Node, NodeEnv, NodeError, RaftTuning};
 pub use reads::ReadGate;
+pub use snapshot::{InstallWatch, SnapshotData};
+
+/// Crash-test hooks for the snapshot install (`tests/snapshots.rs`); not an API.
+#[doc(hidden)]
+pub mod snapshot_testing {
+    pub use crate::snapshot::{interrupt_install_for_tests, recover_interrupted_install};
+}
 pub use state_machine::{ledger_view, SnapshotBuilder, StateMachine};
 pub use supervisor::Supervisor;
 pub use timekeeper::Timekeeper;

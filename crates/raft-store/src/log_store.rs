@@ -7,6 +7,7 @@
 use crate::codec::{decode, encode};
 use crate::keys;
 use crate::kv::{off_workers, Cf, Durability, Kv, KvError, Order, WriteBatch};
+use crate::snapshot::{read_applied, InstallState, InstallWatch};
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogId, Vote};
@@ -31,7 +32,17 @@ pub struct LogStore<K: Kv> {
     kv: Arc<K>,
     fault: LogFault,
     disk_latency: Option<DiskLatency>,
+    /// How long a purge waits for the state machine to reach the purge point (`purge`).
+    purge_wait_ms_max: u64,
+    /// Shared with the state machine: once it begins receiving a snapshot, a purge past the
+    /// applied state waits for the install (`wait_until_applied`).
+    installs: InstallWatch,
 }
+
+/// The default of `LogStore::purge_wait_ms_max`: the default snapshot chunk deadline, which an
+/// install must beat anyway.
+pub const PURGE_WAIT_MS_MAX_DEFAULT: u64 = 600_000;
+const PURGE_POLL_MS: u64 = 5;
 
 impl<K: Kv> Clone for LogStore<K> {
     fn clone(&self) -> Self {
@@ -39,6 +50,8 @@ impl<K: Kv> Clone for LogStore<K> {
             kv: self.kv.clone(),
             fault: self.fault,
             disk_latency: self.disk_latency.clone(),
+            purge_wait_ms_max: self.purge_wait_ms_max,
+            installs: self.installs.clone(),
         }
     }
 }
@@ -69,6 +82,53 @@ impl<K: Kv> LogStore<K> {
             kv,
             fault,
             disk_latency: None,
+            purge_wait_ms_max: PURGE_WAIT_MS_MAX_DEFAULT,
+            installs: InstallWatch::default(),
+        }
+    }
+
+    /// Couples purges to snapshot installs: `installs` is the state machine's
+    /// `StateMachine::install_watch`, and a purge waits at most `purge_wait_ms_max` for an
+    /// install to reach the purge point.
+    pub fn with_snapshot_installs(
+        mut self,
+        installs: InstallWatch,
+        purge_wait_ms_max: u64,
+    ) -> Self {
+        self.installs = installs;
+        self.purge_wait_ms_max = purge_wait_ms_max;
+        self
+    }
+
+    /// Waits until the state machine has applied `log_id`. openraft 0.9 purges the log as soon
+    /// as it hands a received snapshot to the state machine, without waiting for the install:
+    /// a crash in between would leave a node whose log starts after its state, which openraft
+    /// refuses to start (`purge_upto <= committed`), for good. Waiting here closes that window;
+    /// every other purge is behind the applied state already and does not wait.
+    async fn wait_until_applied(&self, log_id: &LogId) -> Result<(), KvError> {
+        if self.installs.state() == InstallState::Idle {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.purge_wait_ms_max);
+        loop {
+            let (applied, _) = read_applied(&*self.kv)?;
+            if applied.is_some_and(|applied| applied.index >= log_id.index) {
+                return Ok(());
+            }
+            if self.installs.state() == InstallState::Failed {
+                return Err(KvError::Io(format!(
+                    "purging the log up to {log_id} would leave the state machine (applied up \
+                     to {applied:?}) behind it, and the snapshot install that was to reach it failed"
+                )));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(KvError::Io(format!(
+                    "purging the log up to {log_id} would leave the state machine (applied up \
+                     to {applied:?}) behind it, and no snapshot install reached it within {} ms",
+                    self.purge_wait_ms_max
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(PURGE_POLL_MS)).await;
         }
     }
 
@@ -247,6 +307,9 @@ impl<K: Kv> RaftLogStorage<TypeConfig> for LogStore<K> {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.wait_until_applied(&log_id)
+            .await
+            .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
         // Synced: this also makes every state-machine write before it durable (one WAL), so the
         // state machine can never fall behind the purge point after a crash.
         let mut batch = WriteBatch::default();

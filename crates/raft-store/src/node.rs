@@ -3,11 +3,12 @@
 //! and a shutdown future, so the binary and the tests start it the same way.
 
 use crate::batcher::{Batcher, Clock};
-use crate::kv::Kv;
+use crate::kv::{off_workers, Kv};
 use crate::log_store::{DiskLatency, LogFault, LogStore};
 use crate::network::{Network, RaftRpcServer};
 use crate::reads::ReadGate;
 use crate::service::{AdminService, LedgerService, PaymentsService};
+use crate::snapshot::recover_interrupted_install;
 use crate::state_machine::StateMachine;
 use crate::store_format::{check_or_stamp, StoreFormatError};
 use crate::supervisor::Supervisor;
@@ -38,6 +39,10 @@ pub struct RaftTuning {
     pub snapshot_after_entries: u64,
     /// Entries kept behind the snapshot, so a briefly lagging follower catches up from the log.
     pub entries_kept_after_snapshot: u64,
+    /// Deadline of each snapshot chunk sent to a peer. The last chunk is answered only once the
+    /// peer has verified, audited and installed the whole snapshot, so this must exceed the
+    /// install time of the largest state (about 30 s per GiB on a small machine).
+    pub install_snapshot_timeout_ms: u64,
 }
 
 impl Default for RaftTuning {
@@ -48,6 +53,7 @@ impl Default for RaftTuning {
             election_timeout_ms_max: 800,
             snapshot_after_entries: 10_000,
             entries_kept_after_snapshot: 1_000,
+            install_snapshot_timeout_ms: 600_000,
         }
     }
 }
@@ -140,6 +146,14 @@ impl<K: Kv> Node<K> {
         env: NodeEnv,
     ) -> Result<Self, NodeError> {
         check_or_stamp(&*kv)?;
+        let recovering = kv.clone();
+        off_workers(&*kv, move || recover_interrupted_install(&*recovering))
+            .await
+            .map_err(|e| {
+                NodeError::Failed(format!(
+                    "cannot finish an interrupted snapshot install: {e}"
+                ))
+            })?;
         let config = Config {
             cluster_name: "tally".to_owned(),
             heartbeat_interval: tuning.heartbeat_ms,
@@ -149,18 +163,21 @@ impl<K: Kv> Node<K> {
             max_in_snapshot_log_to_keep: tuning.entries_kept_after_snapshot,
             // Entries are whole ledger batches (up to 8,190 commands): send few per message.
             max_payload_entries: 16,
-            install_snapshot_timeout: 10 * tuning.heartbeat_ms.max(200),
+            install_snapshot_timeout: tuning.install_snapshot_timeout_ms,
             ..Config::default()
         }
         .validate()
         .map_err(|e| NodeError::Config(e.to_string()))?;
         let state_machine = StateMachine::with_bugs(kv.clone(), env.ledger_bugs);
         let apply_faults = state_machine.fault_counter();
+        let installs = state_machine.install_watch();
         let raft = Raft::new(
             id,
             Arc::new(config),
             Network::new(id, env.dialer),
-            LogStore::with_fault(kv.clone(), env.log_fault).with_disk_latency(env.disk_latency),
+            LogStore::with_fault(kv.clone(), env.log_fault)
+                .with_disk_latency(env.disk_latency)
+                .with_snapshot_installs(installs, tuning.install_snapshot_timeout_ms),
             state_machine,
         )
         .await

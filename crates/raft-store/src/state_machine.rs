@@ -7,22 +7,25 @@
 //! WAL), so openraft re-applies from the log. The log store's synced purge makes every earlier
 //! apply durable before the entries it covers disappear.
 
-use crate::codec::{decode, encode};
+use crate::codec::encode;
 use crate::keys;
-use crate::kv::{off_workers, Cf, Durability, Kv, KvError, KvRead, MemKv, WriteBatch};
+use crate::kv::{off_workers, Cf, Durability, Kv, KvError, KvRead, WriteBatch};
 use crate::ledger_state::{write_changes, KvLedger};
-use crate::snapshot::{capture, read_applied, verify};
+use crate::snapshot::{
+    self, current_record, read_applied, InstallWatch, Received, SnapshotBody, SnapshotData,
+    SnapshotError,
+};
 use crate::types::{
     Entry, LedgerResponse, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
 };
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftLogId};
-use serde::{Deserialize, Serialize};
-use std::io::Cursor;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tally_ledger::PlantedBugs;
+use tokio::io::AsyncWriteExt;
 
 fn sm_error(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
     openraft::StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::new(&e)).into()
@@ -32,22 +35,22 @@ fn snapshot_error(verb: ErrorVerb, e: impl std::error::Error + 'static) -> Stora
     openraft::StorageIOError::new(ErrorSubject::Snapshot(None), verb, AnyError::new(&e)).into()
 }
 
-/// The last snapshot built or installed, kept so a restarted node can still serve it.
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
-}
-
 pub struct StateMachine<K: Kv> {
     kv: Arc<K>,
     snapshots_built: Arc<AtomicU64>,
+    snapshots_received: AtomicU64,
     /// Ledger bugs planted by the simulation's checker tests; none in production.
     bugs: PlantedBugs,
     /// Bugs `apply` caught and contained since this process started (`ApplyFault`s).
     faults: Arc<AtomicU64>,
     /// Orders the writes of the current-snapshot record by builds and installs.
     record_lock: Arc<std::sync::Mutex<()>>,
+    /// The file of the snapshot being received, if any: removed when another receive begins
+    /// (openraft receives one snapshot at a time, so the older one was abandoned).
+    receiving: Option<PathBuf>,
+    /// Told when a snapshot receive begins and when an install fails; shared with the log
+    /// store (`LogStore::purge`).
+    installs: InstallWatch,
 }
 
 impl<K: Kv> StateMachine<K> {
@@ -60,10 +63,18 @@ impl<K: Kv> StateMachine<K> {
         StateMachine {
             kv,
             snapshots_built: Arc::new(AtomicU64::new(0)),
+            snapshots_received: AtomicU64::new(0),
             bugs,
             faults: Arc::new(AtomicU64::new(0)),
             record_lock: Arc::default(),
+            receiving: None,
+            installs: InstallWatch::default(),
         }
+    }
+
+    /// What the log store's purges look at (`LogStore::with_snapshot_installs`).
+    pub fn install_watch(&self) -> InstallWatch {
+        self.installs.clone()
     }
 
     /// The count of contained apply faults, shared with whoever reports it (the admin status).
@@ -119,41 +130,6 @@ impl<K: Kv> StateMachine<K> {
     }
 }
 
-fn put_current_snapshot(batch: &mut WriteBatch, meta: &SnapshotMeta, data: &[u8]) {
-    batch.put(
-        Cf::Raft,
-        keys::CURRENT_SNAPSHOT,
-        encode(&StoredSnapshot {
-            meta: meta.clone(),
-            data: data.to_vec(),
-        }),
-    );
-}
-
-/// Records a snapshot this node built, unless a newer one was installed while it was being
-/// built (builds run concurrently with applies and installs): a node never serves a snapshot
-/// older than its state. `record_lock` orders this read-then-write against installs.
-fn record_built_snapshot<K: Kv>(
-    kv: &K,
-    record_lock: &std::sync::Mutex<()>,
-    meta: &SnapshotMeta,
-    data: &[u8],
-) -> Result<(), KvError> {
-    let _recording = record_lock.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(bytes) = kv.get(Cf::Raft, keys::CURRENT_SNAPSHOT)? {
-        let current: StoredSnapshot = decode(&bytes).map_err(|e| KvError::Corrupt {
-            key: keys::CURRENT_SNAPSHOT.to_vec(),
-            reason: e.to_string(),
-        })?;
-        if current.meta.last_log_id > meta.last_log_id {
-            return Ok(());
-        }
-    }
-    let mut batch = WriteBatch::default();
-    put_current_snapshot(&mut batch, meta, data);
-    kv.write(batch, Durability::Synced)
-}
-
 impl<K: Kv> RaftStateMachine<TypeConfig> for StateMachine<K> {
     type SnapshotBuilder = SnapshotBuilder<K>;
 
@@ -189,65 +165,93 @@ impl<K: Kv> RaftStateMachine<TypeConfig> for StateMachine<K> {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
+        self.installs.receiving();
+        let Some(dir) = self.kv.snapshot_dir() else {
+            return Ok(Box::new(SnapshotData::memory(Vec::new())));
+        };
+        if let Some(abandoned) = self.receiving.take() {
+            // Already gone when its install renamed it.
+            let _ = tokio::fs::remove_file(&abandoned).await;
+        }
+        let sequence = self.snapshots_received.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("receive-{sequence}.part"));
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| snapshot_error(ErrorVerb::Write, SnapshotError::file(&path, e)))?;
+        self.receiving = Some(path.clone());
+        Ok(Box::new(SnapshotData::File { file, path }))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        data: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        let payload = verify(&data, meta.last_log_id, &meta.last_membership)
-            .map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
+        let received = match *data {
+            SnapshotData::Memory(cursor) => Received::Memory(cursor.into_inner()),
+            SnapshotData::File { mut file, path } => {
+                let synced = async {
+                    file.flush().await?;
+                    file.sync_all().await
+                };
+                synced
+                    .await
+                    .map_err(|e| snapshot_error(ErrorVerb::Write, SnapshotError::file(&path, e)))?;
+                Received::File(path)
+            }
+        };
         let kv = self.kv.clone();
         let record_lock = self.record_lock.clone();
         let meta = meta.clone();
-        off_workers(&*self.kv, move || -> Result<(), KvError> {
-            // The snapshot's state must hold every ledger invariant, checked from scratch
-            // before anything of it is stored: a bad snapshot is never installed nor served.
-            let staged = MemKv::new();
-            let mut rows = WriteBatch::default();
-            for (key, value) in &payload.rows {
-                rows.put(Cf::State, key.clone(), value.clone());
-            }
-            staged.write(rows, Durability::Unsynced)?;
-            if let Err(violation) = tally_ledger::audit(&KvLedger::new(&staged)) {
-                panic!(
-                    "snapshot {} breaks a ledger invariant: {violation}",
-                    meta.snapshot_id
-                );
-            }
-            drop(staged);
-            let mut batch = WriteBatch::default();
-            // Every state key starts with an ASCII tag, so `[0xff]` sorts after all of them.
-            batch.delete_range(Cf::State, Vec::new(), vec![0xff]);
-            for (key, value) in payload.rows {
-                batch.put(Cf::State, key, value);
-            }
-            // The state and the snapshot's record in one atomic write.
-            put_current_snapshot(&mut batch, &meta, &data);
-            let _recording = record_lock.lock().unwrap_or_else(|p| p.into_inner());
-            kv.write(batch, Durability::Synced)
+        let result = off_workers(&*self.kv, move || {
+            snapshot::install(&*kv, &meta, received, &record_lock)
         })
-        .await
-        .map_err(|e| snapshot_error(ErrorVerb::Write, e))
+        .await;
+        self.receiving = None;
+        if result.is_err() {
+            self.installs.failed();
+        }
+        result.map_err(|e| snapshot_error(ErrorVerb::Write, e))
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let Some(bytes) = self
-            .kv
-            .get(Cf::Raft, keys::CURRENT_SNAPSHOT)
-            .map_err(|e| snapshot_error(ErrorVerb::Read, e))?
-        else {
-            return Ok(None);
+        // Under `record_lock`, so a build or install cannot replace the record and remove its
+        // file between reading one and opening the other. An open handle keeps the file
+        // readable after that.
+        let opened = {
+            let _recording = self.record_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(record) =
+                current_record(&*self.kv).map_err(|e| snapshot_error(ErrorVerb::Read, e))?
+            else {
+                return Ok(None);
+            };
+            let data = match (record.body, self.kv.snapshot_dir()) {
+                (SnapshotBody::Inline(bytes), _) => SnapshotData::memory(bytes),
+                (SnapshotBody::File { name, .. }, Some(dir)) => {
+                    let path = dir.join(name);
+                    let file = std::fs::File::open(&path).map_err(|e| {
+                        snapshot_error(ErrorVerb::Read, SnapshotError::file(&path, e))
+                    })?;
+                    SnapshotData::File {
+                        file: tokio::fs::File::from_std(file),
+                        path,
+                    }
+                }
+                (SnapshotBody::File { name, .. }, None) => {
+                    return Err(snapshot_error(
+                        ErrorVerb::Read,
+                        KvError::Io(format!(
+                            "snapshot file {name} recorded by a store without files"
+                        )),
+                    ))
+                }
+            };
+            (record.meta, data)
         };
-        let stored: StoredSnapshot =
-            decode(&bytes).map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
         Ok(Some(Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+            meta: opened.0,
+            snapshot: Box::new(opened.1),
         }))
     }
 }
@@ -261,31 +265,27 @@ pub struct SnapshotBuilder<K: Kv> {
 
 impl<K: Kv> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<K> {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let view = match &self.view {
+        let view = match std::mem::replace(&mut self.view, Err(KvError::Io("built".into()))) {
             Ok(view) => view,
-            Err(e) => return Err(snapshot_error(ErrorVerb::Read, KvError::Io(e.to_string()))),
+            Err(e) => return Err(snapshot_error(ErrorVerb::Read, e)),
         };
-        let payload = capture(view.as_ref()).map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
-        let snapshot_id = match payload.last_applied {
-            Some(log_id) => format!("{}-{}-{}", log_id.leader_id, log_id.index, self.sequence),
-            None => format!("empty-{}", self.sequence),
-        };
-        let meta = SnapshotMeta {
-            last_log_id: payload.last_applied,
-            last_membership: payload.membership.clone(),
-            snapshot_id,
-        };
-        let data = encode(&payload);
-        let (kv, record_lock) = (self.kv.clone(), self.record_lock.clone());
-        let (record_meta, record_data) = (meta.clone(), data.clone());
-        off_workers(&*self.kv, move || {
-            record_built_snapshot(&*kv, &record_lock, &record_meta, &record_data)
+        let (kv, record_lock, sequence) =
+            (self.kv.clone(), self.record_lock.clone(), self.sequence);
+        let (meta, built) = off_workers(&*self.kv, move || {
+            snapshot::build(&*kv, view.as_ref(), sequence, &record_lock)
         })
         .await
         .map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
+        let data = match built {
+            snapshot::Built::Memory(bytes) => SnapshotData::memory(bytes),
+            snapshot::Built::File(file, path) => SnapshotData::File {
+                file: tokio::fs::File::from_std(file),
+                path,
+            },
+        };
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(data),
         })
     }
 }

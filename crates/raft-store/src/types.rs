@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::io::Cursor;
 use tally_ledger::{Command, CommandResult};
 
 pub type NodeId = u64;
@@ -50,7 +49,7 @@ openraft::declare_raft_types!(
         R = LedgerResponse,
         NodeId = NodeId,
         Node = NodeInfo,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = crate::snapshot::SnapshotData,
         AsyncRuntime = crate::runtime::TallyRuntime,
 );
 

@@ -4,150 +4,21 @@
 //! acknowledged transfer is lost, writes are acknowledged again within 5 s of the majority
 //! returning, and afterwards every replica has the same hash chain.
 
+mod processes;
+
+use processes::{client, id, initialize, leader, usd_account, Nodes, WAIT_MS_MAX};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tally_proto::admin::{InitializeRequest, Member, StatusRequest};
-use tally_proto::client::{ClientConfig, LedgerClient};
+use tally_proto::admin::StatusRequest;
+use tally_proto::client::LedgerClient;
 use tally_proto::ledger as pb;
 
 const NODES: u64 = 3;
 const ACCOUNTS: u128 = 12;
-/// Every wait of this test is bounded by this.
-const WAIT_MS_MAX: u64 = 30_000;
 /// Writes must be acknowledged again this soon after a lost majority returns.
 const RECOVERY_MS_MAX: u128 = 5_000;
-
-fn id(value: u128) -> Option<pb::Uint128> {
-    Some(pb::Uint128 {
-        hi: (value >> 64) as u64,
-        lo: value as u64,
-    })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free loopback port")
-}
-
-struct Nodes {
-    dir: PathBuf,
-    raft: BTreeMap<u64, String>,
-    api: BTreeMap<u64, String>,
-    running: BTreeMap<u64, Child>,
-}
-
-impl Nodes {
-    fn new(dir: &Path) -> Nodes {
-        let mut raft = BTreeMap::new();
-        let mut api = BTreeMap::new();
-        for node in 1..=NODES {
-            raft.insert(node, format!("127.0.0.1:{}", free_port()));
-            api.insert(node, format!("127.0.0.1:{}", free_port()));
-        }
-        Nodes {
-            dir: dir.to_path_buf(),
-            raft,
-            api,
-            running: BTreeMap::new(),
-        }
-    }
-
-    fn start(&mut self, node: u64) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("node-{node}.log")))
-            .expect("node log");
-        let child = Command::new(env!("CARGO_BIN_EXE_tally-node"))
-            .arg("--id")
-            .arg(node.to_string())
-            .arg("--data-dir")
-            .arg(self.dir.join(format!("node-{node}")))
-            .arg("--raft-addr")
-            .arg(&self.raft[&node])
-            .arg("--api-addr")
-            .arg(&self.api[&node])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("tally-node starts");
-        self.running.insert(node, child);
-    }
-
-    fn signal(&self, node: u64, signal: &str) {
-        let pid = self.running[&node].id();
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} {pid}");
-    }
-
-    /// `kill -9`: the process dies at once, without closing anything.
-    fn kill(&mut self, node: u64) {
-        let mut child = self.running.remove(&node).expect("node runs");
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
-    }
-
-    /// SIGTERM, and wait (bounded) for the node to stop by itself.
-    fn stop(&mut self, node: u64) {
-        self.signal(node, "TERM");
-        let mut child = self.running.remove(&node).expect("node runs");
-        let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
-        loop {
-            if child.try_wait().expect("wait").is_some() {
-                return;
-            }
-            if Instant::now() > deadline {
-                child.kill().expect("SIGKILL after a stuck stop");
-                child.wait().expect("reaped");
-                panic!("node {node} did not stop within {WAIT_MS_MAX} ms of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn endpoints(&self) -> Vec<String> {
-        self.api.values().cloned().collect()
-    }
-
-    fn members(&self) -> Vec<Member> {
-        (1..=NODES)
-            .map(|node| Member {
-                node_id: node,
-                raft_addr: self.raft[&node].clone(),
-                api_addr: self.api[&node].clone(),
-                voter: true,
-            })
-            .collect()
-    }
-}
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for child in self.running.values_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-async fn client(nodes: &Nodes) -> LedgerClient {
-    let config = ClientConfig {
-        rpc_timeout_ms: 2_000,
-        request_timeout_ms: 8_000,
-        ..ClientConfig::default()
-    };
-    LedgerClient::connect_lazy(nodes.endpoints(), config).expect("client")
-}
 
 /// Net posted balance in minor units of a "12.34"-style decimal (two decimals, USD).
 fn minor(decimal: &str) -> i128 {
@@ -248,58 +119,16 @@ async fn acknowledged_after(outcomes: &Mutex<Outcomes>, since_ms: u128) -> u128 
     }
 }
 
-async fn leader(client: &LedgerClient, nodes: &Nodes) -> u64 {
-    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
-    loop {
-        for node in nodes.running.keys() {
-            let endpoint = nodes.api[node].clone();
-            if let Ok(mut admin) = client.node_admin(&endpoint).await {
-                if let Ok(status) = admin.status(StatusRequest {}).await {
-                    if status.get_ref().state == "leader" {
-                        return *node;
-                    }
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "no leader");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_of_processes_survives_kills_pauses_and_rolling_restarts() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut nodes = Nodes::new(dir.path());
+    let mut nodes = Nodes::new(dir.path(), NODES);
     for node in 1..=NODES {
         nodes.start(node);
     }
     let setup = client(&nodes).await;
-    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
-    loop {
-        if let Ok(mut first) = setup.node_admin(&nodes.api[&1]).await {
-            let members = nodes.members();
-            if first
-                .initialize(InitializeRequest { members })
-                .await
-                .is_ok()
-            {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "cluster never initialized");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let accounts: Vec<pb::NewAccount> = (1..=ACCOUNTS)
-        .map(|account| pb::NewAccount {
-            id: id(account),
-            currency: "USD".into(),
-            code: 1,
-            debits_must_not_exceed_credits: false,
-            credits_must_not_exceed_debits: false,
-            metadata: Default::default(),
-            linked: false,
-        })
-        .collect();
+    initialize(&setup, &nodes, nodes.members()).await;
+    let accounts: Vec<pb::NewAccount> = (1..=ACCOUNTS).map(usd_account).collect();
     let created = setup.create_accounts(accounts).await.expect("accounts");
     assert!(created.results.iter().all(|r| r.code == "ok"));
 

@@ -1,69 +1,20 @@
 //! The storage durability rules, each proven against the in-memory backend's crash model (a crash
 //! loses exactly the writes since the last synced one), plus the planted bug the checks must catch.
 
+mod entries;
+
+use entries::{account, membership_entry, normal, transfer};
 use openraft::storage::{
     RaftLogReader, RaftLogStorage, RaftLogStorageExt, RaftSnapshotBuilder, RaftStateMachine,
 };
 use openraft::testing::log_id;
-use openraft::{Entry, EntryPayload, Membership, Vote};
-use std::collections::BTreeMap;
+use openraft::{Entry, EntryPayload, Vote};
 use std::sync::Arc;
-use tally_ledger::limits::NANOS_PER_SECOND;
-use tally_ledger::{
-    AccountFlags, AccountId, Command, Currency, LedgerRead, Metadata, NewAccount, NewTransfer,
-    TransferId, TransferKind,
-};
+use tally_ledger::{AccountId, LedgerRead, TransferId};
 use tally_raft_store::kv::MemKv;
 use tally_raft_store::{
-    ledger_view, LedgerRequest, LedgerResponse, LogFault, LogStore, NodeInfo, StateMachine,
-    TypeConfig,
+    ledger_view, LedgerResponse, LogFault, LogStore, SnapshotData, StateMachine,
 };
-
-const T0: u64 = 1_700_000_000 * NANOS_PER_SECOND;
-
-fn account(id: u128) -> Command {
-    Command::CreateAccount(NewAccount {
-        id: AccountId(id),
-        currency: Currency::USD,
-        code: 1,
-        flags: AccountFlags::NONE,
-        metadata: Metadata::default(),
-        linked: false,
-    })
-}
-
-fn transfer(id: u128, debit: u128, credit: u128, amount_minor: u64) -> Command {
-    Command::CreateTransfer(NewTransfer {
-        id: TransferId(id),
-        kind: TransferKind::Single {
-            debit_account_id: AccountId(debit),
-            credit_account_id: AccountId(credit),
-            amount_minor,
-            currency: Currency::USD,
-        },
-        code: 1,
-        metadata: Metadata::default(),
-        linked: false,
-    })
-}
-
-fn normal(index: u64, commands: Vec<Command>) -> Entry<TypeConfig> {
-    Entry {
-        log_id: log_id(1, 1, index),
-        payload: EntryPayload::Normal(LedgerRequest {
-            timestamp_ns: T0 + index,
-            commands,
-        }),
-    }
-}
-
-fn membership_entry(index: u64) -> Entry<TypeConfig> {
-    let nodes = BTreeMap::from([(1u64, NodeInfo::default())]);
-    Entry {
-        log_id: log_id(1, 1, index),
-        payload: EntryPayload::Membership(Membership::from(nodes)),
-    }
-}
 
 #[tokio::test]
 async fn save_vote_is_durable_when_it_returns() {
@@ -255,9 +206,12 @@ async fn install_snapshot_refuses_a_payload_that_disagrees_with_its_metadata() {
     let mut lying_meta = snapshot.meta.clone();
     lying_meta.last_log_id = Some(log_id(1, 1, 9));
     let mut receiver = StateMachine::new(Arc::new(MemKv::new()));
-    let data = snapshot.snapshot.get_ref().clone();
+    let SnapshotData::Memory(cursor) = *snapshot.snapshot else {
+        panic!("the in-memory store keeps snapshots in memory");
+    };
+    let data = cursor.into_inner();
     let refused = receiver
-        .install_snapshot(&lying_meta, Box::new(std::io::Cursor::new(data.clone())))
+        .install_snapshot(&lying_meta, Box::new(SnapshotData::memory(data.clone())))
         .await;
     assert!(refused.is_err(), "metadata mismatch must be refused");
 
@@ -265,9 +219,64 @@ async fn install_snapshot_refuses_a_payload_that_disagrees_with_its_metadata() {
     let last = damaged.len() - 40;
     damaged[last] ^= 0xff;
     let refused = receiver
-        .install_snapshot(&snapshot.meta, Box::new(std::io::Cursor::new(damaged)))
+        .install_snapshot(&snapshot.meta, Box::new(SnapshotData::memory(damaged)))
         .await;
     assert!(refused.is_err(), "a damaged payload must be refused");
     let (applied, _) = receiver.applied_state().await.unwrap();
     assert_eq!(applied, None, "a refused snapshot changes nothing");
+}
+
+/// openraft 0.9 purges the log as soon as it hands a received snapshot to the state machine; a
+/// crash before the install finished left a node openraft would never start again
+/// (`purge_upto <= committed`). A purge now waits for the install.
+#[tokio::test]
+async fn the_log_is_never_purged_ahead_of_a_snapshot_install() {
+    let kv = Arc::new(MemKv::new());
+    let mut sm = StateMachine::new(kv.clone());
+    let mut log = LogStore::new(kv.clone()).with_snapshot_installs(sm.install_watch(), 300);
+    log.blocking_append((1..=6).map(|i| normal(i, vec![])))
+        .await
+        .unwrap();
+    // No snapshot received: purges behave as openraft's own suite expects.
+    log.purge(log_id(1, 1, 2)).await.unwrap();
+
+    let _receiving = sm.begin_receiving_snapshot().await.unwrap();
+    let refused = log.purge(log_id(1, 1, 5)).await;
+    assert!(
+        refused.is_err(),
+        "purged past a state machine that never got there"
+    );
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 2)));
+
+    let mut waiting = log.clone();
+    let purge = tokio::spawn(async move { waiting.purge(log_id(1, 1, 5)).await });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!purge.is_finished(), "the purge went ahead of the install");
+    sm.apply((1..=5).map(|i| normal(i, vec![]))).await.unwrap();
+    purge.await.unwrap().unwrap();
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 5)));
+}
+
+/// A failed install ends a waiting purge at once instead of holding Raft's core for the whole
+/// install deadline.
+#[tokio::test]
+async fn a_failed_install_ends_the_purge_wait_at_once() {
+    let kv = Arc::new(MemKv::new());
+    let watch = tally_raft_store::InstallWatch::default();
+    let mut log = LogStore::new(kv.clone()).with_snapshot_installs(watch.clone(), 60_000);
+    log.blocking_append((1..=4).map(|i| normal(i, vec![])))
+        .await
+        .unwrap();
+    watch.receiving();
+    let purge = tokio::spawn(async move { log.purge(log_id(1, 1, 3)).await });
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    assert!(!purge.is_finished());
+    watch.failed();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(2), purge)
+        .await
+        .expect("the purge gave up at once")
+        .unwrap();
+    assert!(ended.is_err(), "a purge past a failed install went ahead");
 }

@@ -44,8 +44,16 @@ struct Args {
     election_timeout_ms_min: Option<u64>,
     #[arg(long, env = "TALLY_ELECTION_TIMEOUT_MS_MAX")]
     election_timeout_ms_max: Option<u64>,
+    /// Build a snapshot (and purge the log behind it) after this many entries [default: 10000].
     #[arg(long, env = "TALLY_SNAPSHOT_AFTER_ENTRIES")]
     snapshot_after_entries: Option<u64>,
+    /// Entries kept in the log behind a snapshot, for lagging followers [default: 1000].
+    #[arg(long, env = "TALLY_ENTRIES_KEPT_AFTER_SNAPSHOT")]
+    entries_kept_after_snapshot: Option<u64>,
+    /// Deadline of each snapshot chunk sent to a peer; the last waits for the peer's whole
+    /// install, so allow about 30 s per GiB of state [default: 600000].
+    #[arg(long, env = "TALLY_INSTALL_SNAPSHOT_TIMEOUT_MS")]
+    install_snapshot_timeout_ms: Option<u64>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "TALLY_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -65,6 +73,8 @@ struct FileConfig {
     election_timeout_ms_min: Option<u64>,
     election_timeout_ms_max: Option<u64>,
     snapshot_after_entries: Option<u64>,
+    entries_kept_after_snapshot: Option<u64>,
+    install_snapshot_timeout_ms: Option<u64>,
 }
 
 struct Settings {
@@ -127,7 +137,14 @@ fn settings(args: Args) -> Result<Settings> {
             .snapshot_after_entries
             .or(file.snapshot_after_entries)
             .unwrap_or(defaults.snapshot_after_entries),
-        ..defaults
+        entries_kept_after_snapshot: args
+            .entries_kept_after_snapshot
+            .or(file.entries_kept_after_snapshot)
+            .unwrap_or(defaults.entries_kept_after_snapshot),
+        install_snapshot_timeout_ms: args
+            .install_snapshot_timeout_ms
+            .or(file.install_snapshot_timeout_ms)
+            .unwrap_or(defaults.install_snapshot_timeout_ms),
     };
     Ok(Settings {
         id,

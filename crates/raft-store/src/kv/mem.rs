@@ -1,7 +1,10 @@
 //! An in-memory store that keeps durable and not-yet-durable writes apart, so that a simulated
 //! crash loses exactly what a real one could: every write since the last synced one.
 
-use super::{Cf, Durability, Kv, KvError, KvRead, Order, Pairs, WriteBatch, WriteOp};
+use super::{
+    Cf, Durability, Kv, KvError, KvRead, Order, Pairs, RowSource, StagedState, WriteBatch, WriteOp,
+    STATE_END,
+};
 use std::sync::{Arc, Mutex};
 
 /// A persistent ordered map: a clone is O(1) and shares structure, so views, snapshots and a
@@ -159,6 +162,39 @@ impl Kv for MemKv {
         Err(KvError::Io(
             "the in-memory store has nothing on disk to back up: run the node on RocksDB".into(),
         ))
+    }
+
+    fn stage_state(&self, rows: &mut RowSource<'_>) -> Result<Box<dyn StagedState + '_>, KvError> {
+        let mut staged = Map::new();
+        while let Some((key, value)) = rows()? {
+            staged.insert((Cf::State, key), value);
+        }
+        Ok(Box::new(MemStaged {
+            kv: self,
+            rows: FrozenMap(staged),
+        }))
+    }
+}
+
+struct MemStaged<'a> {
+    kv: &'a MemKv,
+    rows: FrozenMap,
+}
+
+impl StagedState for MemStaged<'_> {
+    fn view(&self) -> &dyn KvRead {
+        &self.rows
+    }
+
+    /// In memory the replacement is one atomic write: `before`, the new state and `after`.
+    fn commit(self: Box<Self>, before: WriteBatch, after: WriteBatch) -> Result<(), KvError> {
+        let mut batch = before;
+        batch.delete_range(Cf::State, Vec::new(), STATE_END.to_vec());
+        for ((_, key), value) in self.rows.0.iter() {
+            batch.put(Cf::State, key.clone(), value.clone());
+        }
+        batch.ops.extend(after.ops);
+        self.kv.write(batch, Durability::Synced)
     }
 }
 

@@ -9,9 +9,10 @@
 
 mod mem;
 mod rocks;
+mod rocks_stage;
 
 pub use mem::MemKv;
-pub use rocks::RocksKv;
+pub use rocks::{RocksKv, SNAPSHOTS_DIR};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Cf {
@@ -124,6 +125,28 @@ pub trait KvRead: Send + Sync {
     ) -> Result<Pairs, KvError>;
 }
 
+/// One row of a store family: key, value.
+pub type Row = (Vec<u8>, Vec<u8>);
+
+/// Rows for [`Kv::stage_state`], in strictly ascending key order, pulled until `Ok(None)`.
+pub type RowSource<'a> = dyn FnMut() -> Result<Option<Row>, KvError> + 'a;
+
+/// Every state key starts with an ASCII tag, so this sorts after all of them: `[] .. STATE_END`
+/// is the whole `State` family.
+pub const STATE_END: &[u8] = &[0xff];
+
+/// A whole `State` family staged beside the live one (a snapshot being installed), readable but
+/// invisible to everyone else until committed. Dropping it discards it.
+pub trait StagedState {
+    /// The staged rows as the `State` family (every other family reads empty).
+    fn view(&self) -> &dyn KvRead;
+    /// Replaces the live `State` family with the staged rows. `before` is made durable first
+    /// and `after` last; a crash in between leaves `before` durable and the state undefined, so
+    /// `before` must record how to redo the replacement (the install marker does) and `after`
+    /// must clear that record.
+    fn commit(self: Box<Self>, before: WriteBatch, after: WriteBatch) -> Result<(), KvError>;
+}
+
 /// A store: reads, atomic batch writes, and point-in-time views.
 pub trait Kv: KvRead + 'static {
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), KvError>;
@@ -141,6 +164,14 @@ pub trait Kv: KvRead + 'static {
     /// Writes a consistent copy of the store to `target` (which must not exist) and returns a
     /// read view of the copy.
     fn backup(&self, target: &std::path::Path) -> Result<Box<dyn KvRead>, KvError>;
+    /// Where snapshots are kept as files, or `None` to keep them in memory (the in-memory store:
+    /// its whole state is in memory anyway).
+    fn snapshot_dir(&self) -> Option<&std::path::Path> {
+        None
+    }
+    /// Stages `rows` as a complete `State` family without touching the live one, holding at
+    /// most a bounded number of rows in memory (RocksDB: sorted table files on disk).
+    fn stage_state(&self, rows: &mut RowSource<'_>) -> Result<Box<dyn StagedState + '_>, KvError>;
 }
 
 /// Runs `io` (writes with fsyncs, audits, checkpoints) off tokio's async workers when `kv` does

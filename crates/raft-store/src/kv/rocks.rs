@@ -1,6 +1,9 @@
 //! The production store: one RocksDB database per node, one column family per `Cf`.
 
-use super::{Cf, Durability, Kv, KvError, KvRead, Order, Pairs, WriteBatch, WriteOp};
+use super::rocks_stage::{self, STAGING_DIR};
+use super::{
+    Cf, Durability, Kv, KvError, KvRead, Order, Pairs, RowSource, StagedState, WriteBatch, WriteOp,
+};
 use rocksdb::{checkpoint::Checkpoint, ColumnFamilyDescriptor, Options, WriteOptions, DB};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,19 +12,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// under this directory; each is removed when its view is dropped.
 const VIEWS_DIR: &str = "views";
 const DB_DIR: &str = "db";
+/// Snapshot files (`snapshot::files`): built, received and current snapshots.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
 const WRITE_BUFFER_BYTES: usize = 128 * 1024 * 1024;
 
 pub struct RocksKv {
     db: DB,
     dir: PathBuf,
+    snapshots: PathBuf,
     next_view: AtomicU64,
 }
 
-fn io(e: impl std::fmt::Display) -> KvError {
+pub(super) fn io(e: impl std::fmt::Display) -> KvError {
     KvError::Io(e.to_string())
 }
 
-fn options() -> Options {
+pub(super) fn options() -> Options {
     let mut options = Options::default();
     options.create_if_missing(true);
     options.create_missing_column_families(true);
@@ -31,7 +37,7 @@ fn options() -> Options {
 
 /// The log is written once and purged soon after: compressing it only costs CPU. Larger
 /// memtables mean fewer flushes and compactions under sustained writes.
-fn family_options(cf: Cf) -> Options {
+pub(super) fn family_options(cf: Cf) -> Options {
     let mut options = options();
     options.set_write_buffer_size(WRITE_BUFFER_BYTES);
     // Fewer, larger compactions under a sustained write load.
@@ -63,11 +69,19 @@ impl RocksKv {
             std::fs::remove_dir_all(&views).map_err(io)?;
         }
         std::fs::create_dir_all(&views).map_err(io)?;
+        // A staged install of a previous process is redone from its snapshot file, if at all.
+        let staging = dir.join(STAGING_DIR);
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(io)?;
+        }
+        let snapshots = dir.join(SNAPSHOTS_DIR);
+        std::fs::create_dir_all(&snapshots).map_err(io)?;
         let families = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), family_options(cf)));
         let db = DB::open_cf_descriptors(&options(), dir.join(DB_DIR), families).map_err(io)?;
         Ok(RocksKv {
             db,
             dir: dir.to_path_buf(),
+            snapshots,
             next_view: AtomicU64::new(0),
         })
     }
@@ -84,10 +98,22 @@ impl RocksKv {
         }))
     }
 
-    fn handle(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+    pub(super) fn handle(&self, cf: Cf) -> &rocksdb::ColumnFamily {
         self.db
             .cf_handle(cf.name())
             .expect("every column family is created on open")
+    }
+
+    pub(super) fn db(&self) -> &DB {
+        &self.db
+    }
+
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(super) fn next_id(&self) -> u64 {
+        self.next_view.fetch_add(1, Ordering::Relaxed)
     }
 }
 
@@ -138,7 +164,7 @@ impl KvRead for RocksSnapshot<'_> {
     }
 }
 
-fn range_of(
+pub(super) fn range_of(
     mut iter: rocksdb::DBRawIteratorWithThreadMode<'_, DB>,
     start: &[u8],
     end: Option<&[u8]>,
@@ -217,7 +243,7 @@ impl Kv for RocksKv {
     }
 
     fn frozen_view(&self) -> Result<Box<dyn KvRead>, KvError> {
-        let n = self.next_view.fetch_add(1, Ordering::Relaxed);
+        let n = self.next_id();
         let dir = self.dir.join(VIEWS_DIR).join(n.to_string());
         Checkpoint::new(&self.db)
             .and_then(|checkpoint| checkpoint.create_checkpoint(&dir))
@@ -245,6 +271,14 @@ impl Kv for RocksKv {
             .and_then(|checkpoint| checkpoint.create_checkpoint(target.join(DB_DIR)))
             .map_err(io)?;
         RocksKv::open_read_only(target)
+    }
+
+    fn snapshot_dir(&self) -> Option<&Path> {
+        Some(&self.snapshots)
+    }
+
+    fn stage_state(&self, rows: &mut RowSource<'_>) -> Result<Box<dyn StagedState + '_>, KvError> {
+        rocks_stage::stage(self, rows)
     }
 }
 

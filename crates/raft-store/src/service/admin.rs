@@ -3,7 +3,7 @@
 use super::status_of;
 use crate::kv::Kv;
 use crate::ledger_state::KvLedger;
-use crate::snapshot::read_applied;
+use crate::snapshot::{install_in_progress, read_applied};
 use crate::types::{NodeId, NodeInfo, Raft};
 use crate::write_error::ServeError;
 use openraft::error::{ClientWriteError, RaftError};
@@ -224,6 +224,15 @@ impl<K: Kv> Admin for AdminService<K> {
             .kv
             .backup(Path::new(&dir))
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        // A copy taken mid-install holds a cleared state and a marker naming a snapshot file
+        // that backups do not copy: it could never be started.
+        if install_in_progress(copy.as_ref()).map_err(|e| Status::internal(e.to_string()))? {
+            drop(copy);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(Status::unavailable(
+                "a snapshot install is replacing this node's state; retry the backup in a moment",
+            ));
+        }
         let (applied, _) =
             read_applied(copy.as_ref()).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(pb::BackupResponse {
