@@ -114,9 +114,8 @@ pub fn build<K: Kv>(
             let path = dir.join(&name);
             let reader = std::fs::File::open(&part).map_err(|e| SnapshotError::file(&part, e))?;
             let _recording = record_lock.lock().unwrap_or_else(|p| p.into_inner());
-            let newest = current_record(kv)?
-                .is_none_or(|current| current.meta.last_log_id <= meta.last_log_id);
-            if !newest {
+            let previous = current_record(kv)?;
+            if supersedes(previous.as_ref(), &meta) {
                 // Still sent if openraft asks (the open handle keeps it readable), never served
                 // after this.
                 std::fs::remove_file(&part).map_err(|e| SnapshotError::file(&part, e))?;
@@ -124,7 +123,6 @@ pub fn build<K: Kv>(
             }
             std::fs::rename(&part, &path).map_err(|e| SnapshotError::file(&path, e))?;
             sync_dir(dir)?;
-            let previous = current_record(kv)?;
             let mut batch = WriteBatch::default();
             put_record(
                 &mut batch,
@@ -150,15 +148,18 @@ fn record_if_newest<K: Kv>(
     record: SnapshotRecord,
 ) -> Result<(), SnapshotError> {
     let _recording = record_lock.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(current) = current_record(kv)? {
-        if current.meta.last_log_id > record.meta.last_log_id {
-            return Ok(());
-        }
+    if supersedes(current_record(kv)?.as_ref(), &record.meta) {
+        return Ok(());
     }
     let mut batch = WriteBatch::default();
     put_record(&mut batch, &record);
     kv.write(batch, Durability::Synced)?;
     Ok(())
+}
+
+/// Whether the recorded snapshot is newer than one at `meta`, which must then not replace it.
+fn supersedes(recorded: Option<&SnapshotRecord>, meta: &SnapshotMeta) -> bool {
+    recorded.is_some_and(|current| current.meta.last_log_id > meta.last_log_id)
 }
 
 /// Makes a rename in `dir` durable.
