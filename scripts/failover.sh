@@ -11,11 +11,14 @@ endpoints="127.0.0.1:7200,127.0.0.1:7202,127.0.0.1:7204"
 declare -A pids
 cleanup() { kill -9 "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
+"$bin/tally" certs --out "$work/certs" --node 1 --node 2 --node 3 --operator ops > /dev/null
+export TALLY_CA="$work/certs/ca.pem" TALLY_CERT="$work/certs/operator-ops.pem" TALLY_KEY="$work/certs/operator-ops.key"
 
 start() {
   local n=$1 api=$((7198 + 2 * $1))
   "$bin/tally-node" --id "$n" --data-dir "$work/node-$n" --api-addr "127.0.0.1:$api" \
-    --raft-addr "127.0.0.1:$((api + 1))" >> "$work/node-$n.log" 2>&1 &
+    --raft-addr "127.0.0.1:$((api + 1))" --cert "$work/certs/node-$n.pem" --key "$work/certs/node-$n.key" \
+    >> "$work/node-$n.log" 2>&1 &
   pids[$n]=$!
 }
 

@@ -259,8 +259,8 @@ struct Inner {
     given: Vec<String>,
     /// The endpoints as URIs.
     endpoints: Vec<String>,
-    /// How channels connect: the OS's TCP unless a simulation supplied its own sockets.
-    dialer: Option<Dialer>,
+    /// How channels connect: OS TCP (with TLS when configured), or a simulation's sockets.
+    dialer: Dialer,
     state: Mutex<State>,
 }
 
@@ -332,13 +332,24 @@ impl LedgerClient {
         endpoints: Vec<String>,
         config: ClientConfig,
     ) -> Result<Self, ClientError> {
-        let client = Self::connect_lazy(endpoints, config)?;
+        Self::connect_via(endpoints, config, Dialer::tcp()).await
+    }
+
+    /// [`LedgerClient::connect_with`] whose connections go through `dialer` (TLS, or a
+    /// simulation's sockets).
+    pub async fn connect_via(
+        endpoints: Vec<String>,
+        config: ClientConfig,
+        dialer: Dialer,
+    ) -> Result<Self, ClientError> {
+        let client = Self::connect_lazy_with_dialer(endpoints, config, dialer)?;
         let inner = &client.inner;
         let rpc_timeout = Duration::from_millis(inner.config.rpc_timeout_ms);
         let mut last_error = String::new();
         for (index, uri) in inner.endpoints.iter().enumerate() {
             let endpoint = endpoint(uri, &inner.config)?;
-            match tokio::time::timeout(rpc_timeout, endpoint.connect()).await {
+            let connect = endpoint.connect_with_connector(inner.dialer.connector());
+            match tokio::time::timeout(rpc_timeout, connect).await {
                 Ok(Ok(channel)) => {
                     let mut state = lock(&inner.state);
                     state.current = uri.clone();
@@ -366,6 +377,15 @@ impl LedgerClient {
     /// A client that connects on first use, for clusters that may still be starting. Only checks
     /// that the endpoints parse.
     pub fn connect_lazy(endpoints: Vec<String>, config: ClientConfig) -> Result<Self, ClientError> {
+        Self::connect_lazy_with_dialer(endpoints, config, Dialer::tcp())
+    }
+
+    /// [`LedgerClient::connect_lazy`] whose connections go through `dialer`.
+    pub fn connect_lazy_with_dialer(
+        endpoints: Vec<String>,
+        config: ClientConfig,
+        dialer: Dialer,
+    ) -> Result<Self, ClientError> {
         if endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
         }
@@ -383,24 +403,8 @@ impl LedgerClient {
                 config,
                 given: endpoints,
                 endpoints: uris,
-                dialer: None,
+                dialer,
                 state: Mutex::new(state),
-            }),
-        })
-    }
-
-    /// [`LedgerClient::connect_lazy`] whose connections go through `dialer` (simulations).
-    pub fn connect_lazy_with_dialer(
-        endpoints: Vec<String>,
-        config: ClientConfig,
-        dialer: Dialer,
-    ) -> Result<Self, ClientError> {
-        let client = Self::connect_lazy(endpoints, config)?;
-        let inner = Arc::into_inner(client.inner).expect("a new client has one owner");
-        Ok(LedgerClient {
-            inner: Arc::new(Inner {
-                dialer: Some(dialer),
-                ..inner
             }),
         })
     }
@@ -429,17 +433,13 @@ impl LedgerClient {
     ) -> Result<admin_pb::admin_client::AdminClient<Channel>, ClientError> {
         let uri = endpoint_uri(addr)?;
         let endpoint = endpoint(&uri, &self.inner.config)?;
-        let channel = match &self.inner.dialer {
-            // A dialed channel connects on first call; that call reports an unreachable node.
-            Some(dialer) => crate::dial::channel(dialer, endpoint),
-            None => endpoint
-                .connect()
-                .await
-                .map_err(|error| ClientError::NoNodeReachable {
-                    endpoints: addr.to_owned(),
-                    last_error: describe(&Status::from_error(Box::new(error))),
-                })?,
-        };
+        let channel = endpoint
+            .connect_with_connector(self.inner.dialer.connector())
+            .await
+            .map_err(|error| ClientError::NoNodeReachable {
+                endpoints: addr.to_owned(),
+                last_error: describe(&Status::from_error(Box::new(error))),
+            })?;
         Ok(admin_pb::admin_client::AdminClient::new(channel)
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX))
@@ -452,10 +452,7 @@ impl LedgerClient {
             return Ok((uri, channel.clone()));
         }
         let endpoint = endpoint(&uri, &self.inner.config)?;
-        let channel = match &self.inner.dialer {
-            Some(dialer) => crate::dial::channel(dialer, endpoint),
-            None => endpoint.connect_lazy(),
-        };
+        let channel = crate::dial::channel(&self.inner.dialer, endpoint);
         state.channels.insert(uri.clone(), channel.clone());
         Ok((uri, channel))
     }

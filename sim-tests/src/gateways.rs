@@ -165,7 +165,14 @@ impl Gateways {
                 let incoming = net::incoming(PSP_PORT).await?;
                 // The PSP never stops within a run.
                 let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-                tally_net::serve(psp.router(), Protocols::Http1AndHttp2, incoming, stop_rx).await;
+                tally_net::serve(
+                    psp.router(),
+                    Protocols::Http1AndHttp2,
+                    tally_net::ServerSecurity::InsecureDev,
+                    incoming,
+                    stop_rx,
+                )
+                .await;
                 Ok(())
             }
         });
@@ -197,6 +204,9 @@ impl Gateways {
                         psp: calls.wrap(index, Arc::new(psp)),
                         clock: skewed_clock(skew_ms),
                         dialer,
+                        // Plaintext in simulation: ring's randomness cannot be seeded, so TLS
+                        // would make two runs of one seed differ.
+                        security: tally_net::ServerSecurity::InsecureDev,
                     };
                     let grpc = net::incoming(GATEWAY_GRPC_PORT).await?;
                     let http = net::incoming(GATEWAY_HTTP_PORT).await?;

@@ -109,10 +109,7 @@ pub async fn run(json: bool, gateway: &GatewayArgs, args: BenchPaymentsArgs) -> 
     let Some(admin_token) = gateway.admin_token.as_deref() else {
         bail!("the benchmark creates its merchants and key: pass --admin-token or set TALLY_ADMIN_TOKEN");
     };
-    let channel = tonic::transport::Endpoint::from_shared(gateway.gateway.clone())?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the gateway at {}", gateway.gateway))?;
+    let channel = crate::payments::channel(gateway).await?;
     let key = onboard(channel.clone(), &args, admin_token).await?;
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

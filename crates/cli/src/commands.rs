@@ -2,6 +2,7 @@
 
 use crate::bench::{self, BenchArgs};
 use crate::bench_payments::{self, BenchPaymentsArgs};
+use crate::certs::{self, CertsArgs};
 use crate::output::{print_record, print_rows};
 use crate::payments::{self, BuyerCommand, GatewayArgs, MerchantCommand, PaymentCommand};
 use crate::payouts::{self, DlqCommand, PayoutCommand};
@@ -47,7 +48,8 @@ enum Command {
     Cluster(ClusterCommand),
     /// Build a snapshot on the node at the first endpoint now.
     Snapshot,
-    /// Write a consistent copy of the first endpoint's store to DIR on that node's machine.
+    /// Write a consistent copy of the first endpoint's store to DIR on that node's machine: a
+    /// new directory under the node's --backup-dir (relative to it, or absolute inside it).
     Backup { dir: String },
     /// Check a backup and copy it into a new data dir for a node to start from.
     Restore {
@@ -56,6 +58,9 @@ enum Command {
         /// The data dir to create; it must not exist.
         data_dir: PathBuf,
     },
+    /// Make a CA and the node, gateway, operator and client certificates for TLS (with no role
+    /// flags: a development set for one node, one gateway and the PSP simulator).
+    Certs(CertsArgs),
     /// Accounts.
     #[command(subcommand)]
     Account(AccountCommand),
@@ -252,6 +257,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     // Commands that need no connection to the cluster's nodes.
     let command = match cli.command {
         Command::Restore { backup, data_dir } => return restore(json, &backup, &data_dir),
+        Command::Certs(args) => return certs::run(args),
         Command::Merchant(command) => return payments::merchant(json, &cli.gateway, command).await,
         Command::Buyer(command) => return payments::buyer(json, &cli.gateway, command).await,
         Command::Payment(command) => return payments::payment(json, &cli.gateway, command).await,
@@ -261,9 +267,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Webhooks(command) => return webhooks::webhooks(json, &cli.gateway, command).await,
         other => other,
     };
-    let client = LedgerClient::connect(cli.endpoints.clone())
-        .await
-        .with_context(|| format!("connecting to {}", cli.endpoints.join(",")))?;
+    let client = LedgerClient::connect_via(
+        cli.endpoints.clone(),
+        tally_proto::client::ClientConfig::default(),
+        cli.gateway.dialer()?,
+    )
+    .await
+    .with_context(|| format!("connecting to {}", cli.endpoints.join(",")))?;
     match command {
         Command::Cluster(command) => cluster(json, &client, &cli.endpoints, command).await,
         Command::Snapshot => {
@@ -286,6 +296,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Restore { .. }
+        | Command::Certs(_)
         | Command::Merchant(_)
         | Command::Buyer(_)
         | Command::Payment(_)

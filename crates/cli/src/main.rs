@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_payments;
+mod certs;
 mod commands;
 mod output;
 mod payments;

@@ -26,6 +26,20 @@ pub struct GatewayArgs {
     /// The operator token, for merchant and buyer commands.
     #[arg(long, env = "TALLY_ADMIN_TOKEN", global = true, hide_env_values = true)]
     pub(crate) admin_token: Option<String>,
+    /// TLS to the gateway and the nodes: `--ca` to trust, `--cert`/`--key` to show (the nodes
+    /// require an `operator-…` certificate for cluster commands and a `client-…`, `gateway-…` or
+    /// `operator-…` one for the ledger commands).
+    #[command(flatten)]
+    pub(crate) tls: tally_net::tls::TlsArgs,
+}
+
+impl GatewayArgs {
+    /// The dialer every connection of this command goes through.
+    pub(crate) fn dialer(&self) -> Result<tally_net::Dialer> {
+        self.tls
+            .dialer(tally_net::Dialer::tcp())
+            .context("setting up TLS (see --ca, --cert, --key, --insecure-dev)")
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -161,9 +175,10 @@ pub enum PaymentCommand {
 }
 
 pub(crate) async fn channel(args: &GatewayArgs) -> Result<Channel> {
+    let dialer = args.dialer()?;
     tonic::transport::Endpoint::from_shared(args.gateway.clone())
         .with_context(|| format!("gateway address {:?}", args.gateway))?
-        .connect()
+        .connect_with_connector(dialer.connector())
         .await
         .with_context(|| {
             format!(

@@ -16,7 +16,7 @@ use crate::webhook_dispatcher::{Dispatcher, DispatcherConfig};
 use crate::ConfigError;
 use std::future::Future;
 use std::sync::Arc;
-use tally_net::{Dialer, Protocols};
+use tally_net::{Dialer, Protocols, ServerSecurity};
 use tally_proto::client::LedgerClient;
 use tally_psp::Psp;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -47,7 +47,12 @@ pub struct GatewayEnv {
     pub ledger: LedgerClient,
     pub psp: Arc<dyn Psp>,
     pub clock: Clock,
+    /// How merchants' webhook endpoints are reached.
     pub dialer: Dialer,
+    /// How both listeners secure connections: TLS in production (payment clients show no
+    /// certificate; their API keys authenticate them), `InsecureDev` for dev stacks and
+    /// simulations.
+    pub security: ServerSecurity,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +107,7 @@ where
         psp,
         clock,
         dialer,
+        security,
     } = env;
     if let Some(config) = &settings.executor {
         config.validate()?;
@@ -146,8 +152,13 @@ where
         .add_service(grpc.webhooks_service())
         .add_service(health_service)
         .add_service(reflection);
-    let grpc_server =
-        tally_net::serve(routes, Protocols::Http2Only, grpc_incoming, stop_rx.clone());
+    let grpc_server = tally_net::serve(
+        routes,
+        Protocols::Http2Only,
+        security.clone(),
+        grpc_incoming,
+        stop_rx.clone(),
+    );
 
     let router = http::router(HttpState {
         ledger: ledger.clone(),
@@ -163,6 +174,7 @@ where
     let http_server = tally_net::serve(
         router,
         Protocols::Http1AndHttp2,
+        security,
         http_incoming,
         stop_rx.clone(),
     );

@@ -142,7 +142,7 @@ pub fn causes(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serve::{serve, Protocols};
+    use crate::serve::{serve, Protocols, ServerSecurity};
     use std::convert::Infallible;
 
     async fn echo_server() -> (String, tokio::sync::watch::Sender<bool>) {
@@ -160,7 +160,13 @@ mod tests {
                 Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(text))))
             });
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        tokio::spawn(serve(service, Protocols::Http1AndHttp2, incoming, stop_rx));
+        tokio::spawn(serve(
+            service,
+            Protocols::Http1AndHttp2,
+            ServerSecurity::InsecureDev,
+            incoming,
+            stop_rx,
+        ));
         (format!("http://{addr}"), stop_tx)
     }
 

@@ -6,13 +6,17 @@
 //!   the PSP simulator's webhooks all connect through one.
 //! - [`serve::serve`]: serves any HTTP service (tonic routes, an axum router) on any stream of
 //!   accepted connections, without the wall-clock `Date` header, with a bounded graceful stop.
+//! - [`tls`]: TLS and mutual TLS for both sides, the identities client certificates carry and
+//!   what each may call.
 //! - [`http_client::HttpClient`]: a bounded HTTP/1.1 client over a dialer, with a deadline per
 //!   request and a cap on the answer's size.
 
 pub mod dial;
+pub mod guard;
 pub mod http_client;
 pub mod serve;
+pub mod tls;
 
 pub use dial::{DialFuture, Dialer, Io};
 pub use http_client::{HttpClient, HttpError, HttpResponse};
-pub use serve::{serve, Protocols};
+pub use serve::{serve, Protocols, ServerSecurity};

@@ -1,23 +1,34 @@
 //! Serves an HTTP service — tonic routes, an axum router — on any stream of accepted
-//! connections: a `TcpListener` in production, turmoil's listener in simulation.
+//! connections: a `TcpListener` in production, turmoil's listener in simulation; over TLS
+//! ([`ServerSecurity::Tls`]) or, only when asked for by name, plaintext
+//! ([`ServerSecurity::InsecureDev`]). Every request carries the [`Peer`] it came from in its
+//! extensions, for the services' authorization.
 //!
 //! hyper directly rather than tonic's or axum's own server loop, for one reason: those stamp
 //! every response with a `Date` header read from the wall clock, which no Tally client uses and
 //! which would make two simulated runs of one seed send different bytes.
 
+use crate::tls::{Identity, Peer, ServerTls};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio_stream::{Stream, StreamExt};
 
 /// How long requests in flight may take to finish once the server stops.
 pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
+
+/// How long a client has to finish its TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// Connections one listener serves at once (handshakes included). At the cap the listener stops
+/// accepting until one closes: the kernel's backlog queues the rest, then refuses them.
+pub const CONNECTIONS_MAX: usize = 4_096;
 
 /// Which HTTP versions a server speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,14 +41,103 @@ pub enum Protocols {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// How a server secures its connections.
+#[derive(Clone, Debug)]
+pub enum ServerSecurity {
+    /// TLS (mutual when the configuration asks for client certificates).
+    Tls(ServerTls),
+    /// Plaintext, every caller trusted with every role: `--insecure-dev` and the simulation.
+    InsecureDev,
+}
+
+/// Adds the connection's [`Peer`] to every request.
+#[derive(Clone)]
+struct WithPeer<S> {
+    inner: S,
+    peer: Peer,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for WithPeer<S>
+where
+    S: tower_service::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        request.extensions_mut().insert(self.peer.clone());
+        self.inner.call(request)
+    }
+}
+
+/// Who a finished handshake says the client is.
+fn peer_of(connection: &rustls::ServerConnection) -> Peer {
+    match connection
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| Identity::from_certificate(leaf))
+    {
+        Some(identity) => Peer::Verified(identity),
+        None => Peer::Anonymous,
+    }
+}
+
 /// Accepts connections from `incoming` and serves `service` on each until `stop` turns true (or
 /// its sender goes away), then lets requests in flight finish for at most `SHUTDOWN_GRACE_MS`.
 /// A failed accept is logged and skipped: one peer that hung up at once must not stop a server.
+/// With [`ServerSecurity::Tls`], each connection's handshake runs in its own task within
+/// `TLS_HANDSHAKE_TIMEOUT_MS`, so a client that stalls it holds up no one else; a failed
+/// handshake (no certificate where one is required, one from another CA, plaintext) closes the
+/// connection before any request is read.
 pub async fn serve<S, B, I, Io, E>(
     service: S,
     protocols: Protocols,
+    security: ServerSecurity,
+    incoming: I,
+    stop: watch::Receiver<bool>,
+) where
+    S: tower_service::Service<
+            http::Request<Incoming>,
+            Response = http::Response<B>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    I: Stream<Item = Result<Io, E>>,
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    E: std::fmt::Display,
+{
+    serve_capped(
+        service,
+        protocols,
+        security,
+        incoming,
+        stop,
+        CONNECTIONS_MAX,
+    )
+    .await
+}
+
+/// [`serve`] with at most `connections_max` connections at once.
+pub async fn serve_capped<S, B, I, Io, E>(
+    service: S,
+    protocols: Protocols,
+    security: ServerSecurity,
     incoming: I,
     mut stop: watch::Receiver<bool>,
+    connections_max: usize,
 ) where
     S: tower_service::Service<
             http::Request<Incoming>,
@@ -68,7 +168,16 @@ pub async fn serve<S, B, I, Io, E>(
         .http2()
         .auto_date_header(false)
         .timer(TokioTimer::new());
+    let permits = Arc::new(Semaphore::new(connections_max.max(1)));
     loop {
+        // A permit first: at the cap, stop accepting rather than accept and drop.
+        let permit = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
         let accepted = tokio::select! {
             _ = stop.wait_for(|stop| *stop) => break,
             accepted = incoming.next() => accepted,
@@ -77,17 +186,65 @@ pub async fn serve<S, B, I, Io, E>(
             None => break,
             Some(Err(error)) => tracing::debug!(%error, "accepting a connection failed"),
             Some(Ok(io)) => {
-                let service = TowerToHyperService::new(service.clone());
-                let connection = graceful.watch(
-                    builder
-                        .serve_connection_with_upgrades(TokioIo::new(io), service)
-                        .into_owned(),
-                );
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "connection ended with an error");
+                let service = service.clone();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                match &security {
+                    ServerSecurity::InsecureDev => {
+                        let service = TowerToHyperService::new(WithPeer {
+                            inner: service,
+                            peer: Peer::InsecureDev,
+                        });
+                        let connection = watcher.watch(
+                            builder
+                                .serve_connection_with_upgrades(TokioIo::new(io), service)
+                                .into_owned(),
+                        );
+                        tokio::spawn(async move {
+                            if let Err(error) = connection.await {
+                                tracing::debug!(%error, "connection ended with an error");
+                            }
+                            drop(permit);
+                        });
                     }
-                });
+                    ServerSecurity::Tls(tls) => {
+                        let acceptor = tls.acceptor();
+                        tokio::spawn(async move {
+                            let handshake = tokio::time::timeout(
+                                Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS),
+                                acceptor.accept(io),
+                            );
+                            let stream = match handshake.await {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(error)) => {
+                                    tracing::info!(%error, "TLS handshake refused");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::info!(
+                                        timeout_ms = TLS_HANDSHAKE_TIMEOUT_MS,
+                                        "TLS handshake not finished in time"
+                                    );
+                                    return;
+                                }
+                            };
+                            let peer = peer_of(stream.get_ref().1);
+                            let service = TowerToHyperService::new(WithPeer {
+                                inner: service,
+                                peer,
+                            });
+                            let connection = watcher.watch(
+                                builder
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                    .into_owned(),
+                            );
+                            if let Err(error) = connection.await {
+                                tracing::debug!(%error, "connection ended with an error");
+                            }
+                            drop(permit);
+                        });
+                    }
+                }
             }
         }
     }

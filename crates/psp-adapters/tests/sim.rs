@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tally_psp::sim::{serve, SimConfig};
+use tally_net::ServerSecurity;
+use tally_psp::sim::{serve, SimConfig, SimEnv};
 use tally_psp::{
     ChargeRequest, ChargeStatus, ErrorKind, PaymentMethod, Psp, RefundRequest, SimPsp, SimPspConfig,
 };
@@ -21,6 +22,8 @@ async fn start(webhook_url: Option<String>, timeout_ms: u64) -> SimPsp {
             public_url: base_url.clone(),
             ..SimConfig::default()
         },
+        SimEnv::default(),
+        ServerSecurity::InsecureDev,
     ));
     SimPsp::new(SimPspConfig {
         base_url,
@@ -349,6 +352,8 @@ async fn faults_configured_at_start_hit_the_first_money_calls_in_order() {
             faults: vec![("error_500".to_string(), 1), ("meteor".to_string(), 3)],
             ..SimConfig::default()
         },
+        SimEnv::default(),
+        ServerSecurity::InsecureDev,
     ));
     let psp = SimPsp::new(SimPspConfig {
         base_url,
@@ -379,6 +384,8 @@ async fn start_with(config: SimConfig) -> SimPsp {
             public_url: base_url.clone(),
             ..config
         },
+        SimEnv::default(),
+        ServerSecurity::InsecureDev,
     ));
     SimPsp::new(SimPspConfig {
         base_url,

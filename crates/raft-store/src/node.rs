@@ -7,6 +7,7 @@ use crate::kv::{off_workers, Kv};
 use crate::log_store::{DiskLatency, LogFault, LogStore};
 use crate::network::{Network, RaftRpcServer};
 use crate::reads::ReadGate;
+use crate::service::access::{self, Allow};
 use crate::service::{AdminService, LedgerService, PaymentsService};
 use crate::snapshot::recover_interrupted_install;
 use crate::state_machine::StateMachine;
@@ -16,15 +17,17 @@ use crate::timekeeper::Timekeeper;
 use crate::types::{NodeId, NodeInfo, Raft};
 use openraft::{Config, SnapshotPolicy};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tally_ledger::PlantedBugs;
-use tally_net::{serve, Protocols};
+use tally_net::{serve, Protocols, ServerSecurity};
 use tally_proto::dial::Dialer;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::{Stream, StreamExt};
+use tonic::service::interceptor::InterceptedService;
 use tonic::service::Routes;
 
 /// Timing and retention of one node. Defaults suit a LAN or loopback cluster.
@@ -85,6 +88,10 @@ pub struct Node<K: Kv> {
     pub supervisor: Supervisor,
     /// Expires holds and ends hold periods on time on the leader.
     pub timekeeper: Timekeeper<K>,
+    /// How the listeners secure connections (from `NodeEnv`).
+    pub security: ServerSecurity,
+    /// Where `Backup` may write (from `NodeEnv`).
+    pub backup_root: Option<PathBuf>,
 }
 
 /// Fails the node when its Raft core stops without being asked to (a storage error or a panic
@@ -112,6 +119,11 @@ pub struct NodeEnv {
     pub ledger_bugs: PlantedBugs,
     /// Extra latency of every synced write (a simulated slow disk); `None` in production.
     pub disk_latency: Option<DiskLatency>,
+    /// How both listeners secure connections. Production: mutual TLS with the cluster CA, so
+    /// every call carries the caller's role; `InsecureDev` only for dev stacks and simulations.
+    pub security: ServerSecurity,
+    /// The only directory `Backup` may write under; `None` refuses every backup.
+    pub backup_root: Option<PathBuf>,
 }
 
 impl NodeEnv {
@@ -122,6 +134,8 @@ impl NodeEnv {
             log_fault: LogFault::None,
             ledger_bugs: PlantedBugs::NONE,
             disk_latency: None,
+            security: ServerSecurity::InsecureDev,
+            backup_root: None,
         }
     }
 }
@@ -174,7 +188,7 @@ impl<K: Kv> Node<K> {
         let raft = Raft::new(
             id,
             Arc::new(config),
-            Network::new(id, env.dialer),
+            Network::new(id, env.dialer.clone()),
             LogStore::with_fault(kv.clone(), env.log_fault)
                 .with_disk_latency(env.disk_latency)
                 .with_snapshot_installs(installs, tuning.install_snapshot_timeout_ms),
@@ -203,6 +217,8 @@ impl<K: Kv> Node<K> {
             apply_faults,
             supervisor,
             timekeeper,
+            security: env.security,
+            backup_root: env.backup_root,
         })
     }
 
@@ -243,7 +259,13 @@ impl<K: Kv> Node<K> {
         E: std::fmt::Display,
     {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let raft_routes = Routes::new(RaftRpcServer::new(self.raft.clone()).into_service());
+        let raft_routes = Routes::new(InterceptedService::new(
+            RaftRpcServer::new(self.raft.clone()).into_service(),
+            Allow {
+                service: "the Raft service",
+                roles: access::RAFT,
+            },
+        ));
         let ledger = LedgerService::new(
             self.kv.clone(),
             self.batcher.clone(),
@@ -257,19 +279,45 @@ impl<K: Kv> Node<K> {
             self.raft.clone(),
             self.kv.clone(),
             self.apply_faults.clone(),
+            self.backup_root.clone(),
         );
-        let api_routes = Routes::new(ledger.into_service())
-            .add_service(payments.into_service())
-            .add_service(admin.into_service());
+        let api_routes = Routes::new(InterceptedService::new(
+            ledger.into_service(),
+            Allow {
+                service: "the ledger API",
+                roles: access::LEDGER,
+            },
+        ))
+        .add_service(InterceptedService::new(
+            payments.into_service(),
+            Allow {
+                service: "the payments door",
+                roles: access::PAYMENTS_DOOR,
+            },
+        ))
+        .add_service(InterceptedService::new(
+            admin.into_service(),
+            Allow {
+                service: "the admin API",
+                roles: access::ADMIN,
+            },
+        ));
         // The routes go through `tally_net::serve` rather than tonic's server: no wall-clock
         // `Date` header, so a simulated run of one seed sends the same bytes every time.
         let raft_server = serve(
             raft_routes,
             Protocols::Http2Only,
+            self.security.clone(),
             raft_incoming,
             stop_rx.clone(),
         );
-        let api_server = serve(api_routes, Protocols::Http2Only, api_incoming, stop_rx);
+        let api_server = serve(
+            api_routes,
+            Protocols::Http2Only,
+            self.security.clone(),
+            api_incoming,
+            stop_rx,
+        );
         let raft = self.raft.clone();
         let supervisor = self.supervisor.clone();
         let stopper = async move {

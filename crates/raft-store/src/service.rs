@@ -5,6 +5,7 @@
 //! `UNAVAILABLE` during an election), so clients can follow. Reads are linearizable: they wait
 //! for a shared leadership round, then read the local state machine.
 
+pub mod access;
 mod admin;
 mod ledger;
 mod payments;

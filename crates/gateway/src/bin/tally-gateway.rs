@@ -1,5 +1,9 @@
 //! `tally-gateway`: the stateless payments tier. Run any number of copies against one
 //! `tally-node` cluster; each serves the public API and executes due orders.
+//!
+//! TLS by default: both listeners serve `--cert`/`--key`; the gateway calls the nodes over
+//! mutual TLS with the same certificate (its identity must be `gateway-<name>.id.tally`) and
+//! trusts `--ca` for them, for an `https` PSP and for `https` webhook endpoints.
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -13,7 +17,8 @@ use tally_gateway::webhook_dispatcher::DispatcherConfig;
 use tally_gateway::{Backoff, FallbackLimits, RateLimitConfig, RiskRules, Secret, VelocityRules};
 use tally_ledger::payment::PspName;
 use tally_ledger::{parse_amount, Currency, ZeroAmount};
-use tally_proto::client::LedgerClient;
+use tally_net::tls::{reload_on_hangup, TlsArgs};
+use tally_proto::client::{ClientConfig, LedgerClient};
 
 #[derive(Parser, Debug)]
 #[command(name = "tally-gateway", version, about = "Tally's payments gateway")]
@@ -83,6 +88,8 @@ struct Args {
     /// Refuse payment requests without a `tally-signature` HMAC (keyed by the API key).
     #[arg(long, env = "TALLY_REQUIRE_SIGNATURES")]
     require_signatures: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Serve the API only; execute no orders.
     #[arg(long)]
     no_executor: bool,
@@ -134,6 +141,17 @@ struct Args {
     /// Accept http:// webhook endpoints (local development only).
     #[arg(long)]
     webhook_allow_http: bool,
+    /// Internal networks webhook endpoints may resolve to anyway (CIDR or address,
+    /// repeatable). Without it, an endpoint whose name resolves to a loopback, private,
+    /// link-local (cloud metadata) or other non-public address gets no delivery.
+    #[arg(long = "webhook-allow-net", value_name = "CIDR")]
+    webhook_allow_net: Vec<String>,
+    /// PEM bundle trusted for https webhook endpoints, besides the system's roots.
+    #[arg(long, env = "TALLY_WEBHOOK_CA")]
+    webhook_ca: Option<std::path::PathBuf>,
+    /// Trust only --webhook-ca for webhook endpoints, not the system's roots.
+    #[arg(long, requires = "webhook_ca")]
+    webhook_ca_only: bool,
     /// Deadline of one delivery POST.
     #[arg(long, default_value_t = 10_000)]
     webhook_timeout_ms: u64,
@@ -278,6 +296,21 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// How merchants' webhook endpoints are reached: resolved here and checked against the
+/// internal-address policy at every delivery, then HTTPS against the system's roots (and
+/// `--webhook-ca`), HTTP/2 or 1.1.
+fn webhook_dialer(args: &Args) -> Result<tally_net::Dialer> {
+    let policy = tally_net::guard::AddressPolicy::parse(&args.webhook_allow_net)
+        .map_err(|e| anyhow::anyhow!("--webhook-allow-net: {e}"))?;
+    let extra = match &args.webhook_ca {
+        Some(path) => Some(tally_net::tls::PemSource::read(path)?),
+        None => None,
+    };
+    let tls = tally_net::tls::ClientTls::public(extra.as_ref(), !args.webhook_ca_only)
+        .context("setting up TLS to webhook endpoints (see --webhook-ca)")?;
+    Ok(tally_net::guard::guarded_tcp(policy).with_https(tls))
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -291,18 +324,36 @@ async fn main() -> Result<()> {
         other => bail!("unknown log format {other:?}: use text or json"),
     }
     let settings = settings(&args)?;
-    let ledger = LedgerClient::connect(args.nodes.clone())
-        .await
-        .with_context(|| format!("connecting to the cluster at {:?}", args.nodes))?;
-    let psp = Arc::new(tally_psp::SimPsp::new(tally_psp::SimPspConfig {
-        base_url: args.psp_url.clone(),
-        timeout_ms: args.psp_timeout_ms,
-        webhook_secrets: args
-            .psp_webhook_secret
-            .iter()
-            .map(|secret| secret.clone().into_bytes())
-            .collect(),
-    }));
+    let security = args
+        .tls
+        .server_security(false)
+        .context("setting up TLS for the gateway's listeners")?;
+    reload_on_hangup(&security);
+    let cluster_dialer = args
+        .tls
+        .dialer(tally_net::Dialer::tcp())
+        .context("setting up mutual TLS to the cluster")?;
+    let https_dialer = args
+        .tls
+        .https_dialer(tally_net::Dialer::tcp())
+        .context("setting up TLS to the PSP")?;
+    let webhook_dialer = webhook_dialer(&args)?;
+    let ledger =
+        LedgerClient::connect_via(args.nodes.clone(), ClientConfig::default(), cluster_dialer)
+            .await
+            .with_context(|| format!("connecting to the cluster at {:?}", args.nodes))?;
+    let psp = Arc::new(tally_psp::SimPsp::with_dialer(
+        tally_psp::SimPspConfig {
+            base_url: args.psp_url.clone(),
+            timeout_ms: args.psp_timeout_ms,
+            webhook_secrets: args
+                .psp_webhook_secret
+                .iter()
+                .map(|secret| secret.clone().into_bytes())
+                .collect(),
+        },
+        &https_dialer,
+    ));
     let grpc_listener = tokio::net::TcpListener::bind(&args.grpc_listen)
         .await
         .with_context(|| format!("binding gRPC address {}", args.grpc_listen))?;
@@ -320,7 +371,8 @@ async fn main() -> Result<()> {
         ledger,
         psp,
         clock,
-        dialer: tally_net::Dialer::tcp(),
+        dialer: webhook_dialer,
+        security,
     };
     serve(
         settings,

@@ -112,7 +112,12 @@ impl Stack {
         let psp_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let psp_url = format!("http://{}", psp_listener.local_addr().unwrap());
         sim.public_url = psp_url.clone();
-        tokio::spawn(tally_psp::sim::serve(psp_listener, sim.clone()));
+        tokio::spawn(tally_psp::sim::serve(
+            psp_listener,
+            sim.clone(),
+            tally_psp::sim::SimEnv::default(),
+            tally_net::ServerSecurity::InsecureDev,
+        ));
         let psp = Arc::new(tally_psp::SimPsp::new(tally_psp::SimPspConfig {
             base_url: psp_url.clone(),
             timeout_ms: 1_000,
@@ -171,6 +176,18 @@ impl Stack {
         risk: RiskRules,
         rate_limit: RateLimitConfig,
     ) -> Gateway {
+        self.start_gateway_via(executor, risk, rate_limit, tally_net::Dialer::tcp())
+            .await
+    }
+
+    /// As `start_gateway`, reaching merchants' webhook endpoints through `webhook_dialer`.
+    pub async fn start_gateway_via(
+        &self,
+        executor: Option<ExecutorConfig>,
+        risk: RiskRules,
+        rate_limit: RateLimitConfig,
+        webhook_dialer: tally_net::Dialer,
+    ) -> Gateway {
         let grpc_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let grpc_addr = grpc_listener.local_addr().unwrap().to_string();
         let reserved = self.gateway_http.lock().unwrap().take();
@@ -204,7 +221,8 @@ impl Stack {
             ledger: self.ledger.clone(),
             psp: self.psp.clone(),
             clock: system_clock(),
-            dialer: tally_net::Dialer::tcp(),
+            dialer: webhook_dialer,
+            security: tally_net::ServerSecurity::InsecureDev,
         };
         let task = tokio::spawn(serve(
             settings,

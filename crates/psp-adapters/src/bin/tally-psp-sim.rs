@@ -1,7 +1,8 @@
 //! `tally-psp-sim`: runs the PSP simulator (see `tally_psp::sim`) on an address.
 
 use clap::Parser;
-use tally_psp::sim::{serve, SimConfig, WebhookChaos};
+use tally_net::tls::{reload_on_hangup, TlsArgs};
+use tally_psp::sim::{serve, SimConfig, SimEnv, WebhookChaos};
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +50,10 @@ struct Args {
     /// Seed of the webhook chaos draws, to replay a run.
     #[arg(long, default_value_t = 0)]
     webhook_chaos_seed: u64,
+    /// TLS: the simulator serves HTTPS with --cert/--key and trusts --ca for an https
+    /// --webhook-url.
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[tokio::main]
@@ -73,7 +78,18 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
-    tracing::info!(listen = %args.listen, "PSP simulator serving");
+    let security = args.tls.server_security(false)?;
+    reload_on_hangup(&security);
+    let env = SimEnv {
+        dialer: args.tls.https_dialer(tally_net::Dialer::tcp())?,
+        ..SimEnv::default()
+    };
+    let scheme = if args.tls.insecure_dev {
+        "http"
+    } else {
+        "https"
+    };
+    tracing::info!(listen = %args.listen, tls = !args.tls.insecure_dev, "PSP simulator serving");
     serve(
         listener,
         SimConfig {
@@ -82,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
             timeout_fault_ms: args.timeout_fault_ms,
             public_url: args
                 .public_url
-                .unwrap_or_else(|| format!("http://{}", args.listen)),
+                .unwrap_or_else(|| format!("{scheme}://{}", args.listen)),
             faults,
             payout_settle_ms: args.payout_settle_ms,
             webhook_chaos: WebhookChaos {
@@ -93,6 +109,8 @@ async fn main() -> anyhow::Result<()> {
                 seed: args.webhook_chaos_seed,
             },
         },
+        env,
+        security,
     )
     .await?;
     Ok(())

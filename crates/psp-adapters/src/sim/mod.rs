@@ -235,13 +235,20 @@ fn router_over(sim: Sim) -> Router {
         .with_state(sim)
 }
 
-/// Serves the simulator on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, config: SimConfig) -> std::io::Result<()> {
+/// Serves the simulator on `listener` until the task is dropped: over TLS unless `security` is
+/// `InsecureDev`, sending webhooks through `env`'s dialer.
+pub async fn serve(
+    listener: TcpListener,
+    config: SimConfig,
+    env: SimEnv,
+    security: tally_net::ServerSecurity,
+) -> std::io::Result<()> {
     // The stop sender lives as long as this future: dropping the task stops the server.
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tally_net::serve(
-        router(config),
+        Sim::with_env(config, env).router(),
         Protocols::Http1AndHttp2,
+        security,
         TcpListenerStream::new(listener),
         stop_rx,
     )

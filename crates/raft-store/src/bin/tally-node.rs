@@ -2,6 +2,11 @@
 //!
 //! Settings come from flags, then `TALLY_*` environment variables, then a TOML file (`--config`),
 //! then defaults. `--dev` runs a single node on loopback that initializes itself.
+//!
+//! Both listeners speak mutual TLS by default (`--ca`, `--cert`, `--key`): a caller without a
+//! certificate chained to the cluster CA is refused at the handshake, and each service admits
+//! only the roles its certificate names (`node` for Raft, `operator` for admin, `gateway` for
+//! the payments door). `--insecure-dev` is plaintext for a development stack.
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -9,12 +14,14 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use tally_net::tls::{reload_on_hangup, TlsArgs};
 use tally_raft_store::kv::RocksKv;
-use tally_raft_store::{Node, NodeInfo, RaftTuning};
+use tally_raft_store::{Node, NodeEnv, NodeInfo, RaftTuning};
 
 const DEV_RAFT_ADDR: &str = "127.0.0.1:7101";
 const DEV_API_ADDR: &str = "127.0.0.1:7100";
 const DEV_DATA_DIR: &str = "tally-data/dev";
+const DEV_BACKUP_DIR: &str = "tally-data/backups";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -57,9 +64,15 @@ struct Args {
     /// Log format: `text` or `json`.
     #[arg(long, env = "TALLY_LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// The only directory `tally backup` may write into on this machine (backups are refused
+    /// without one).
+    #[arg(long, env = "TALLY_BACKUP_DIR")]
+    backup_dir: Option<PathBuf>,
     /// Single-node development cluster on loopback that initializes itself.
     #[arg(long)]
     dev: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -75,6 +88,7 @@ struct FileConfig {
     snapshot_after_entries: Option<u64>,
     entries_kept_after_snapshot: Option<u64>,
     install_snapshot_timeout_ms: Option<u64>,
+    backup_dir: Option<PathBuf>,
 }
 
 struct Settings {
@@ -83,6 +97,8 @@ struct Settings {
     info: NodeInfo,
     tuning: RaftTuning,
     dev: bool,
+    backup_dir: Option<PathBuf>,
+    tls: TlsArgs,
 }
 
 fn settings(args: Args) -> Result<Settings> {
@@ -155,6 +171,11 @@ fn settings(args: Args) -> Result<Settings> {
         },
         tuning,
         dev,
+        backup_dir: args
+            .backup_dir
+            .or(file.backup_dir)
+            .or_else(|| dev.then(|| PathBuf::from(DEV_BACKUP_DIR))),
+        tls: args.tls,
     })
 }
 
@@ -207,15 +228,30 @@ async fn main() -> Result<()> {
     let api_listener = tokio::net::TcpListener::bind(&settings.info.api_addr)
         .await
         .with_context(|| format!("binding API address {}", settings.info.api_addr))?;
-    let node = Node::open(
+    let security = settings
+        .tls
+        .server_security(true)
+        .context("setting up TLS for the node's listeners")?;
+    let dialer = settings
+        .tls
+        .dialer(tally_net::Dialer::tcp())
+        .context("setting up TLS to the other nodes")?;
+    reload_on_hangup(&security);
+    let env = NodeEnv {
+        dialer: Some(dialer),
+        security,
+        backup_root: settings.backup_dir.clone(),
+        ..NodeEnv::new(tally_raft_store::system_clock())
+    };
+    let node = Node::open_in(
         settings.id,
         settings.info.clone(),
         kv,
         &settings.tuning,
-        tally_raft_store::system_clock(),
+        env,
     )
     .await?;
-    tracing::info!(id = settings.id, raft = %settings.info.raft_addr, api = %settings.info.api_addr, data = %settings.data_dir.display(), "node started");
+    tracing::info!(id = settings.id, raft = %settings.info.raft_addr, api = %settings.info.api_addr, data = %settings.data_dir.display(), tls = !settings.tls.insecure_dev, "node started");
     if settings.dev && !node.raft.is_initialized().await? {
         node.raft
             .initialize(BTreeMap::from([(settings.id, settings.info.clone())]))

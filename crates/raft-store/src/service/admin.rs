@@ -8,7 +8,7 @@ use crate::types::{NodeId, NodeInfo, Raft};
 use crate::write_error::ServeError;
 use openraft::error::{ClientWriteError, RaftError};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,15 +25,24 @@ pub struct AdminService<K: Kv> {
     raft: Raft,
     kv: Arc<K>,
     apply_faults: Arc<AtomicU64>,
+    /// The only directory backups may be written under.
+    backup_root: Option<PathBuf>,
 }
 
 impl<K: Kv> AdminService<K> {
-    pub fn new(id: NodeId, raft: Raft, kv: Arc<K>, apply_faults: Arc<AtomicU64>) -> Self {
+    pub fn new(
+        id: NodeId,
+        raft: Raft,
+        kv: Arc<K>,
+        apply_faults: Arc<AtomicU64>,
+        backup_root: Option<PathBuf>,
+    ) -> Self {
         AdminService {
             id,
             raft,
             kv,
             apply_faults,
+            backup_root,
         }
     }
 
@@ -42,6 +51,44 @@ impl<K: Kv> AdminService<K> {
             .max_decoding_message_size(tally_proto::MESSAGE_BYTES_MAX)
             .max_encoding_message_size(tally_proto::MESSAGE_BYTES_MAX)
     }
+}
+
+/// Where a backup asked for as `requested` goes: a path relative to `root` (or an absolute one
+/// inside it) without `..`. Nothing outside the root is ever written.
+pub(crate) fn backup_target(root: Option<&Path>, requested: &str) -> Result<PathBuf, Status> {
+    let Some(root) = root else {
+        return Err(Status::failed_precondition(
+            "this node takes no backups: start it with --backup-dir DIR, then name a directory under DIR",
+        ));
+    };
+    if requested.is_empty() {
+        return Err(Status::invalid_argument(
+            "name a backup directory that does not exist yet",
+        ));
+    }
+    let requested = Path::new(requested);
+    let relative = if requested.is_absolute() {
+        requested.strip_prefix(root).map_err(|_| {
+            Status::permission_denied(format!(
+                "{} is outside this node's backup directory {}: name a directory under it",
+                requested.display(),
+                root.display()
+            ))
+        })?
+    } else {
+        requested
+    };
+    let plain = relative
+        .components()
+        .all(|part| matches!(part, Component::Normal(_)));
+    if !plain || relative.as_os_str().is_empty() {
+        return Err(Status::permission_denied(format!(
+            "{} is not a plain path under this node's backup directory {} (no `..`, no root): name a directory under it",
+            requested.display(),
+            root.display()
+        )));
+    }
+    Ok(root.join(relative))
 }
 
 fn member_info(member: &pb::Member) -> Result<(NodeId, NodeInfo), Status> {
@@ -214,21 +261,17 @@ impl<K: Kv> Admin for AdminService<K> {
         &self,
         request: Request<pb::BackupRequest>,
     ) -> Result<Response<pb::BackupResponse>, Status> {
-        let dir = request.into_inner().dir;
-        if dir.is_empty() {
-            return Err(Status::invalid_argument(
-                "name a backup directory that does not exist yet",
-            ));
-        }
+        let target = backup_target(self.backup_root.as_deref(), &request.into_inner().dir)?;
+        let dir = target.display().to_string();
         let copy = self
             .kv
-            .backup(Path::new(&dir))
+            .backup(&target)
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
         // A copy taken mid-install holds a cleared state and a marker naming a snapshot file
         // that backups do not copy: it could never be started.
         if install_in_progress(copy.as_ref()).map_err(|e| Status::internal(e.to_string()))? {
             drop(copy);
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_dir_all(&target);
             return Err(Status::unavailable(
                 "a snapshot install is replacing this node's state; retry the backup in a moment",
             ));
@@ -239,5 +282,44 @@ impl<K: Kv> Admin for AdminService<K> {
             dir,
             last_applied_index: applied.map(|log_id| log_id.index),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backup_target;
+    use std::path::{Path, PathBuf};
+    use tonic::Code;
+
+    #[test]
+    fn a_backup_goes_under_the_backup_directory_and_nowhere_else() {
+        let root = Path::new("/var/backups/tally");
+        assert_eq!(
+            backup_target(Some(root), "nightly-1").unwrap(),
+            PathBuf::from("/var/backups/tally/nightly-1")
+        );
+        assert_eq!(
+            backup_target(Some(root), "/var/backups/tally/a/b").unwrap(),
+            PathBuf::from("/var/backups/tally/a/b")
+        );
+        for outside in [
+            "/etc/cron.d/x",
+            "../x",
+            "a/../../x",
+            "/var/backups/tally/../x",
+            "/var/backups/tally",
+            "/var/backups/tallyx",
+        ] {
+            let refusal = backup_target(Some(root), outside).unwrap_err();
+            assert_eq!(refusal.code(), Code::PermissionDenied, "{outside}");
+        }
+        assert_eq!(
+            backup_target(Some(root), "").unwrap_err().code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            backup_target(None, "x").unwrap_err().code(),
+            Code::FailedPrecondition
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Tally nodes as separate `tally-node` processes on loopback: start (optionally under a
-//! memory cap), signal, kill, stop; and a client that follows the leader.
+//! memory cap), signal, kill, stop; and a client that follows the leader. Plaintext
+//! (`--insecure-dev`) unless made with [`Nodes::with_pki`], which runs them on mutual TLS.
 
 #![allow(dead_code)]
 
@@ -7,6 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tally_net::tls::{CertAuthority, ClientTls, ClientTlsPem, Identity, PemSource, Role};
+use tally_net::Dialer;
 use tally_proto::admin::{InitializeRequest, Member, StatusRequest};
 use tally_proto::client::{ClientConfig, LedgerClient};
 use tally_proto::ledger as pb;
@@ -41,8 +44,59 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// A CA and certificates issued by it, written under a directory.
+pub struct Pki {
+    pub dir: PathBuf,
+    pub ca: CertAuthority,
+}
+
+impl Pki {
+    pub fn new(dir: &Path, name: &str) -> Pki {
+        let dir = dir.join(format!("pki-{name}"));
+        std::fs::create_dir_all(&dir).expect("pki dir");
+        let ca = CertAuthority::generate(name, 2).expect("CA");
+        std::fs::write(dir.join("ca.pem"), ca.cert_pem()).expect("write CA");
+        Pki { dir, ca }
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// Issues a certificate for `role`-`name` valid on 127.0.0.1 and writes it; returns the
+    /// certificate and key paths.
+    pub fn issue(&self, role: Role, name: &str) -> (PathBuf, PathBuf) {
+        let identity = Identity::new(role, name).expect("identity");
+        let issued = self
+            .ca
+            .issue(Some(&identity), &["127.0.0.1".to_owned()], 2)
+            .expect("issue");
+        let cert = self.dir.join(format!("{identity}.pem"));
+        let key = self.dir.join(format!("{identity}.key"));
+        std::fs::write(&cert, &issued.cert_pem).expect("write cert");
+        std::fs::write(&key, issued.key_pem.expose()).expect("write key");
+        (cert, key)
+    }
+
+    /// A dialer that trusts this CA and shows a fresh `role`-`name` certificate.
+    pub fn dialer(&self, role: Role, name: &str) -> Dialer {
+        let (cert, key) = self.issue(role, name);
+        let tls = ClientTls::from_pem(&ClientTlsPem {
+            ca: PemSource::read(&self.ca_path()).expect("CA"),
+            identity: Some((
+                PemSource::read(&cert).expect("cert"),
+                PemSource::read(&key).expect("key"),
+            )),
+        })
+        .expect("client TLS");
+        Dialer::tcp().with_tls(tls)
+    }
+}
+
 pub struct Nodes {
     dir: PathBuf,
+    /// `None`: plaintext (`--insecure-dev`).
+    pub pki: Option<Pki>,
     pub raft: BTreeMap<u64, String>,
     pub api: BTreeMap<u64, String>,
     pub running: BTreeMap<u64, Child>,
@@ -69,10 +123,44 @@ impl Nodes {
         }
         Nodes {
             dir: dir.to_path_buf(),
+            pki: None,
             raft,
             api,
             running: BTreeMap::new(),
             count,
+        }
+    }
+
+    /// Nodes on mutual TLS with certificates from `pki`.
+    pub fn with_pki(dir: &Path, count: u64, pki: Pki) -> Nodes {
+        let mut nodes = Nodes::new(dir, count);
+        nodes.pki = Some(pki);
+        nodes
+    }
+
+    /// The flags that secure a node's listeners.
+    fn security_args(&self, node: u64) -> Vec<String> {
+        match &self.pki {
+            None => vec!["--insecure-dev".to_owned()],
+            Some(pki) => {
+                let (cert, key) = pki.issue(Role::Node, &node.to_string());
+                vec![
+                    "--ca".to_owned(),
+                    pki.ca_path().display().to_string(),
+                    "--cert".to_owned(),
+                    cert.display().to_string(),
+                    "--key".to_owned(),
+                    key.display().to_string(),
+                ]
+            }
+        }
+    }
+
+    /// How a caller holding `role` reaches the nodes.
+    pub fn dialer(&self, role: Role) -> Dialer {
+        match &self.pki {
+            None => Dialer::tcp(),
+            Some(pki) => pki.dialer(role, "test"),
         }
     }
 
@@ -108,6 +196,7 @@ impl Nodes {
             .arg(&self.raft[&node])
             .arg("--api-addr")
             .arg(&self.api[&node])
+            .args(self.security_args(node))
             .args(&launch.args)
             .stdout(Stdio::null())
             .stderr(log)
@@ -176,13 +265,20 @@ impl Drop for Nodes {
     }
 }
 
+/// A client with the operator's role (admin and ledger API).
 pub async fn client(nodes: &Nodes) -> LedgerClient {
+    client_as(nodes, Role::Operator)
+}
+
+/// A client holding `role` (plaintext clusters ignore it).
+pub fn client_as(nodes: &Nodes, role: Role) -> LedgerClient {
     let config = ClientConfig {
         rpc_timeout_ms: 2_000,
         request_timeout_ms: 8_000,
         ..ClientConfig::default()
     };
-    LedgerClient::connect_lazy(nodes.endpoints(), config).expect("client")
+    LedgerClient::connect_lazy_with_dialer(nodes.endpoints(), config, nodes.dialer(role))
+        .expect("client")
 }
 
 pub async fn leader(client: &LedgerClient, nodes: &Nodes) -> u64 {
