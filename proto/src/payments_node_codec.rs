@@ -15,8 +15,9 @@ use tally_ledger::{
 };
 use tonic::{Code, Status};
 
-/// Version 1: postcard 1.x of the `tally-ledger` types of this workspace version.
-pub const ENCODING: u32 = 1;
+/// Version 2: postcard 1.x of the `tally-ledger` types of this workspace version (version 1
+/// lacked API keys' signing secrets).
+pub const ENCODING: u32 = 2;
 
 pub type PaymentResult = Result<PaymentOutcome, PaymentError>;
 

@@ -74,6 +74,14 @@ pub enum MerchantCommand {
         id: String,
         key_id: String,
     },
+    /// Give an API key a new request-signing secret; it is shown once.
+    RotateSigningSecret {
+        id: String,
+        key_id: String,
+        /// Keep the old secret valid too until the next rotation.
+        #[arg(long)]
+        keep_previous: bool,
+    },
     /// The ledger accounts the payments ledger keeps for a seller in one currency (held,
     /// available, payout in transit), for `tally balance`. They belong to the ledger: a client
     /// cannot close them or move money on them.
@@ -320,7 +328,11 @@ pub async fn merchant(json: bool, args: &GatewayArgs, command: MerchantCommand) 
                 .map_err(refused)?
                 .into_inner();
             if export {
-                crate::output::emit!("export TALLY_API_KEY={}", key.api_key);
+                crate::output::emit!(
+                    "export TALLY_API_KEY={} TALLY_SIGNING_SECRET={}",
+                    key.api_key,
+                    key.signing_secret
+                );
             } else {
                 print_record(
                     json,
@@ -328,9 +340,38 @@ pub async fn merchant(json: bool, args: &GatewayArgs, command: MerchantCommand) 
                         ("merchant_id", key.merchant_id),
                         ("key_id", key.key_id),
                         ("api_key (shown once)", key.api_key),
+                        ("signing_secret (shown once)", key.signing_secret),
                     ],
                 );
             }
+            return Ok(());
+        }
+        MerchantCommand::RotateSigningSecret {
+            id,
+            key_id,
+            keep_previous,
+        } => {
+            let rotated = client
+                .rotate_signing_secret(authed(
+                    pb::RotateSigningSecretRequest {
+                        merchant_id: id,
+                        key_id,
+                        keep_previous,
+                    },
+                    token,
+                    what,
+                )?)
+                .await
+                .map_err(refused)?
+                .into_inner();
+            print_record(
+                json,
+                vec![
+                    ("merchant_id", rotated.merchant_id),
+                    ("key_id", rotated.key_id),
+                    ("signing_secret (shown once)", rotated.signing_secret),
+                ],
+            );
             return Ok(());
         }
         MerchantCommand::RevokeKey { id, key_id } => client

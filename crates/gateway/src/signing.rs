@@ -115,10 +115,45 @@ pub fn sign(
     Ok(format!("t={t},nonce={nonce_hex},v1={}", hex::encode(mac)))
 }
 
-/// Checks a request's `Tally-Signature` header at `now_ms`, then remembers its nonce.
-///
-/// Order matters: the MAC is checked before the nonce is remembered, so unauthenticated
-/// requests can neither burn a client's nonces nor fill the cache.
+/// A signature that verified: its nonce and timestamp, still to be remembered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checked {
+    pub nonce: Vec<u8>,
+    pub t_ms: u64,
+}
+
+/// Checks a request's `Tally-Signature` header at `now_ms` against any of `secrets` (the
+/// current signing secret and, during a rotation, the previous one). Remembering the nonce is
+/// the caller's next step: the MAC is checked first, so unauthenticated requests can neither
+/// burn a client's nonces nor fill a nonce store.
+pub fn check(
+    secrets: &[&[u8]],
+    header: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    now_ms: u64,
+) -> Result<Checked, SignatureError> {
+    for secret in secrets {
+        check_secret(secret)?;
+    }
+    let parsed = parse_header(header)?;
+    check_method_and_path(method, path)?;
+    check_timestamp(parsed.t_ms, now_ms)?;
+    let matched = secrets.iter().any(|secret| {
+        let expected = compute_mac(secret, parsed.t, parsed.nonce_hex, method, path, body);
+        bool::from(expected.ct_eq(&parsed.mac))
+    });
+    if !matched {
+        return Err(SignatureError::Mismatch);
+    }
+    Ok(Checked {
+        nonce: parsed.nonce,
+        t_ms: parsed.t_ms,
+    })
+}
+
+/// [`check`] with one secret, then the nonce remembered in `nonces`.
 pub fn verify(
     secret: &[u8],
     header: &str,
@@ -128,15 +163,8 @@ pub fn verify(
     now_ms: u64,
     nonces: &mut NonceCache,
 ) -> Result<(), SignatureError> {
-    check_secret(secret)?;
-    let parsed = parse_header(header)?;
-    check_method_and_path(method, path)?;
-    check_timestamp(parsed.t_ms, now_ms)?;
-    let expected = compute_mac(secret, parsed.t, parsed.nonce_hex, method, path, body);
-    if !bool::from(expected.ct_eq(&parsed.mac)) {
-        return Err(SignatureError::Mismatch);
-    }
-    nonces.remember(&parsed.nonce, parsed.t_ms, now_ms)
+    let checked = check(&[secret], header, method, path, body, now_ms)?;
+    nonces.remember(&checked, now_ms)
 }
 
 /// Nonces seen within the replay window, each kept until its request's timestamp falls out of
@@ -182,7 +210,9 @@ impl NonceCache {
         self.expires_at_by_nonce.is_empty()
     }
 
-    fn remember(&mut self, nonce: &[u8], t_ms: u64, now_ms: u64) -> Result<(), SignatureError> {
+    /// Remembers a checked signature's nonce; refuses one seen within the window.
+    pub fn remember(&mut self, checked: &Checked, now_ms: u64) -> Result<(), SignatureError> {
+        let (nonce, t_ms) = (checked.nonce.as_slice(), checked.t_ms);
         self.now_ms_high = self.now_ms_high.max(now_ms);
         self.prune();
         let expires_at_ms = t_ms.saturating_add(SIGNATURE_TOLERANCE_MS);

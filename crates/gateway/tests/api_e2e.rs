@@ -900,44 +900,82 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// A signed gRPC `CreatePayment` for `request`, signed with `secret` and `nonce`.
+fn signed_create(
+    key: &str,
+    secret: &str,
+    nonce: u8,
+    request: &pb::CreatePaymentRequest,
+) -> tonic::Request<pb::CreatePaymentRequest> {
+    let body = prost::Message::encode_to_vec(request);
+    let path = "/tally%2Epayments%2Ev1%2EPayments/CreatePayment";
+    let header = tally_gateway::signing::sign(
+        secret.as_bytes(),
+        now_ms(),
+        &[nonce; 16],
+        "POST",
+        path,
+        &body,
+    )
+    .unwrap();
+    with_signature(authed(request.clone(), key), &header)
+}
+
+fn with_signature<T>(mut request: tonic::Request<T>, header: &str) -> tonic::Request<T> {
+    request
+        .metadata_mut()
+        .insert("tally-signature", header.parse().unwrap());
+    request
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_requests_verify_once_and_replays_or_tampering_are_refused() {
     use tally_gateway::signing::sign;
-    let (stack, mut gateway, key) = start(false).await;
+    let (stack, mut gateway, _) = start(false).await;
+    let (key, secret) = support::onboard_signing(&mut gateway).await;
+    assert!(secret.starts_with("tss_"), "{secret}");
     let request = checkout(
         "c1",
         card("tok_visa"),
         pb::CaptureMethod::Automatic,
         &[("o1", "s1", "3.00")],
     );
-    let body = prost::Message::encode_to_vec(&request);
-    let path = "/tally%2Epayments%2Ev1%2EPayments/CreatePayment";
-    let header = sign(key.as_bytes(), now_ms(), &[7; 16], "POST", path, &body).unwrap();
-    let signed = |message: pb::CreatePaymentRequest, header: &str| {
-        let mut request = authed(message, &key);
-        request
-            .metadata_mut()
-            .insert("tally-signature", header.parse().unwrap());
-        request
-    };
+    let first = signed_create(&key, &secret, 7, &request);
+    let header = first
+        .metadata()
+        .get("tally-signature")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     gateway
         .payments
-        .create_payment(signed(request.clone(), &header))
+        .create_payment(first)
         .await
         .expect("a signed request passes");
     let replayed = gateway
         .payments
-        .create_payment(signed(request.clone(), &header))
+        .create_payment(with_signature(authed(request.clone(), &key), &header))
         .await
         .unwrap_err();
     assert_eq!(replayed.code(), tonic::Code::Unauthenticated);
     assert_eq!(error_code(&replayed), "signature_nonce_replayed");
-    let mut tampered = request;
-    tampered.orders[0].amount = "300.00".to_string();
-    let fresh = sign(key.as_bytes(), now_ms(), &[8; 16], "POST", path, &body).unwrap();
+    // The bearer key is not the signing secret: a MAC keyed by it proves nothing.
+    let by_bearer = signed_create(&key, &key, 11, &request);
     let refused = gateway
         .payments
-        .create_payment(signed(tampered, &fresh))
+        .create_payment(by_bearer)
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&refused), "signature_mismatch");
+    let mut tampered = request.clone();
+    tampered.orders[0].amount = "300.00".to_string();
+    let body = prost::Message::encode_to_vec(&request);
+    let path = "/tally%2Epayments%2Ev1%2EPayments/CreatePayment";
+    let fresh = sign(secret.as_bytes(), now_ms(), &[8; 16], "POST", path, &body).unwrap();
+    let refused = gateway
+        .payments
+        .create_payment(with_signature(authed(tampered, &key), &fresh))
         .await
         .unwrap_err();
     assert_eq!(error_code(&refused), "signature_mismatch");
@@ -951,7 +989,7 @@ async fn signed_requests_verify_once_and_replays_or_tampering_are_refused() {
             .send()
     };
     let ok = get(sign(
-        key.as_bytes(),
+        secret.as_bytes(),
         now_ms(),
         &[9; 16],
         "GET",
@@ -963,7 +1001,7 @@ async fn signed_requests_verify_once_and_replays_or_tampering_are_refused() {
     .unwrap();
     assert_eq!(ok.status(), 200);
     let stale = get(sign(
-        key.as_bytes(),
+        secret.as_bytes(),
         now_ms() - 600_000,
         &[10; 16],
         "GET",
@@ -984,6 +1022,100 @@ async fn signed_requests_verify_once_and_replays_or_tampering_are_refused() {
         "succeeded"
     );
     stack.audit();
+    gateway.stop().await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_request_replayed_to_another_gateway_copy_is_refused() {
+    let (stack, mut first, _) = start(false).await;
+    let (key, secret) = support::onboard_signing(&mut first).await;
+    let mut second = stack.start_gateway(None, permissive_risk()).await;
+    let request = checkout(
+        "c1",
+        card("tok_visa"),
+        pb::CaptureMethod::Automatic,
+        &[("o1", "s1", "3.00")],
+    );
+    let signed = signed_create(&key, &secret, 21, &request);
+    let header = signed
+        .metadata()
+        .get("tally-signature")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    first
+        .payments
+        .create_payment(signed)
+        .await
+        .expect("the first copy accepts the signed request");
+    let replayed = second
+        .payments
+        .create_payment(with_signature(authed(request, &key), &header))
+        .await
+        .unwrap_err();
+    assert_eq!(replayed.code(), tonic::Code::Unauthenticated);
+    assert_eq!(error_code(&replayed), "signature_nonce_replayed");
+    second.stop().await;
+    first.stop().await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_signing_secret_replaces_the_old_one_unless_the_previous_is_kept() {
+    let (stack, mut gateway, _) = start(false).await;
+    let (key, old) = support::onboard_signing(&mut gateway).await;
+    let key_id = key.split('_').nth(1).unwrap().to_string();
+    let rotate = |keep_previous: bool| pb::RotateSigningSecretRequest {
+        merchant_id: "platform".to_string(),
+        key_id: key_id.clone(),
+        keep_previous,
+    };
+    let new = gateway
+        .merchants
+        .rotate_signing_secret(authed(rotate(true), ADMIN_TOKEN))
+        .await
+        .expect("rotated")
+        .into_inner()
+        .signing_secret;
+    assert_ne!(new, old);
+    let pay = |n: u8| {
+        checkout(
+            &format!("c{n}"),
+            card("tok_visa"),
+            pb::CaptureMethod::Automatic,
+            &[(format!("o{n}").as_str(), "s1", "1.00")],
+        )
+    };
+    // Both verify while the previous is kept (the key cache may hold the old record briefly).
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    for (n, secret) in [(1u8, &old), (2, &new)] {
+        gateway
+            .payments
+            .create_payment(signed_create(&key, secret, 30 + n, &pay(n)))
+            .await
+            .unwrap_or_else(|e| panic!("secret {n} verifies: {e:?}"));
+    }
+    let newest = gateway
+        .merchants
+        .rotate_signing_secret(authed(rotate(false), ADMIN_TOKEN))
+        .await
+        .expect("rotated")
+        .into_inner()
+        .signing_secret;
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let refused = gateway
+        .payments
+        .create_payment(signed_create(&key, &new, 40, &pay(3)))
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&refused), "signature_mismatch");
+    gateway
+        .payments
+        .create_payment(signed_create(&key, &newest, 41, &pay(4)))
+        .await
+        .expect("the newest secret verifies");
     gateway.stop().await;
     stack.stop().await;
 }

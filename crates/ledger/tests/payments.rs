@@ -718,6 +718,56 @@ fn fees_are_basis_points_plus_fixed_and_never_above_the_amount() {
     assert_eq!(code, "fee_bps_too_high");
 }
 
+fn signing_secret(fill: u8) -> tally_ledger::payment::SigningSecret {
+    tally_ledger::payment::SigningSecret::new(vec![fill; 32]).unwrap()
+}
+
+#[test]
+fn a_signing_secret_rotation_keeps_the_previous_one_only_when_asked_and_never_on_a_revoked_key() {
+    use tally_ledger::payment::{ApiKeyId, PaymentOutcome};
+    let mut f = Fixture::new();
+    let key_id = ApiKeyId::new("k1").unwrap();
+    let secrets_of = |outcome: PaymentOutcome| match outcome {
+        PaymentOutcome::Merchant { merchant, .. } => merchant.api_keys[0].signing_secrets.clone(),
+        other => panic!("unexpected outcome {other:?}"),
+    };
+    let added = f.payment_ok(PaymentCommand::AddApiKey {
+        merchant_id: merchant_id("platform"),
+        key_id: key_id.clone(),
+        secret_hash: [7; 32],
+        signing_secret: signing_secret(1),
+    });
+    assert_eq!(secrets_of(added), vec![signing_secret(1)]);
+    let rotate = |secret: u8, keep_previous: bool| PaymentCommand::RotateSigningSecret {
+        merchant_id: merchant_id("platform"),
+        key_id: key_id.clone(),
+        signing_secret: signing_secret(secret),
+        keep_previous,
+    };
+    let kept = f.payment_ok(rotate(2, true));
+    assert_eq!(secrets_of(kept), vec![signing_secret(2), signing_secret(1)]);
+    // A retry of the same rotation changes nothing.
+    let retried = f.payment_ok(rotate(2, true));
+    assert_eq!(
+        secrets_of(retried),
+        vec![signing_secret(2), signing_secret(1)]
+    );
+    let dropped = f.payment_ok(rotate(3, false));
+    assert_eq!(secrets_of(dropped), vec![signing_secret(3)]);
+    f.payment_ok(PaymentCommand::RevokeApiKey {
+        merchant_id: merchant_id("platform"),
+        key_id: key_id.clone(),
+    });
+    assert_eq!(f.payment_err(rotate(4, false)), "api_key_revoked");
+    let unknown = PaymentCommand::RotateSigningSecret {
+        merchant_id: merchant_id("platform"),
+        key_id: ApiKeyId::new("k9").unwrap(),
+        signing_secret: signing_secret(5),
+        keep_previous: false,
+    };
+    assert_eq!(f.payment_err(unknown), "api_key_not_found");
+}
+
 #[test]
 fn queries_find_payments_by_order_merchants_by_api_key_and_list_newest_first() {
     use tally_ledger::payment::{query_payments, ApiKeyId, PaymentQuery, PaymentQueryResult};
@@ -726,12 +776,14 @@ fn queries_find_payments_by_order_merchants_by_api_key_and_list_newest_first() {
         merchant_id: merchant_id("platform"),
         key_id: ApiKeyId::new("k1").unwrap(),
         secret_hash: [7; 32],
+        signing_secret: signing_secret(1),
     });
     // A key id is global: another merchant cannot take it.
     let code = f.payment_err(PaymentCommand::AddApiKey {
         merchant_id: merchant_id("s1"),
         key_id: ApiKeyId::new("k1").unwrap(),
         secret_hash: [8; 32],
+        signing_secret: signing_secret(2),
     });
     assert_eq!(code, "api_key_exists");
     for (checkout, order) in [("c1", "o1"), ("c2", "o2"), ("c3", "o3")] {

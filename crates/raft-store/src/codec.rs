@@ -10,7 +10,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 /// The format this build writes and the only one it reads. Raise it when an encoded type changes
 /// shape (a field, a variant, an order), together with a reader for the previous version.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {

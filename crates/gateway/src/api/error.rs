@@ -136,6 +136,7 @@ impl From<PaymentError> for ApiError {
             | TooManyRefunds { .. }
             | InsufficientSellerFunds { .. }
             | TooManyApiKeys { .. }
+            | ApiKeyRevoked { .. }
             | TransferRefused { .. }
             | PayoutExceedsAvailable { .. }
             | PayoutInvalidTransition { .. }

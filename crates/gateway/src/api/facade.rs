@@ -7,7 +7,7 @@
 //! - `GET /v1/payments/{payment_order_id}`: the order's real-time status.
 //!
 //! Authentication: `Authorization: Bearer <API key>`, optionally signed (`Tally-Signature`, an
-//! HMAC keyed by the API key over `t.nonce.METHOD.path.body`; required when the gateway runs
+//! HMAC keyed by the API key's signing secret over `t.nonce.METHOD.path.body`; required when the gateway runs
 //! with `--require-signatures`).
 //!
 //! Requests are translated into the gRPC messages and run by the same [`PaymentsApi`], so both

@@ -366,6 +366,18 @@ impl Merchants for PaymentsGrpc {
         .await
     }
 
+    async fn rotate_signing_secret(
+        &self,
+        request: Request<pb::RotateSigningSecretRequest>,
+    ) -> Result<Response<pb::RotateSigningSecretResponse>, Status> {
+        let auth = authorization(&request);
+        self.call("rotate_signing_secret", async {
+            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.rotate_signing_secret(request.get_ref()).await
+        })
+        .await
+    }
+
     async fn create_buyer(
         &self,
         request: Request<pb::CreateBuyerRequest>,

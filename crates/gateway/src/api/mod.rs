@@ -9,6 +9,7 @@ pub mod grpc;
 mod idempotent;
 mod payouts;
 mod service;
+mod signed;
 mod webhooks;
 
 pub use error::{ApiError, ErrorKind, RETRY_AFTER_MS_METADATA};

@@ -24,9 +24,10 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tally_ledger::limits::NANOS_PER_MILLISECOND;
 use tally_ledger::payment::{
-    BuyerId, CheckoutId, MerchantId, NewBuyer, NewMerchant, NewOrder, NewPayment, OrderId,
-    OrderState, Payment, PaymentCommand, PaymentError, PaymentMethod, PaymentOutcome, PaymentQuery,
-    PaymentQueryResult, PspName, RefundId, RefundState, RiskOutcome, RiskRecord, PAYMENTS_PAGE_MAX,
+    ApiKeyId, BuyerId, CheckoutId, MerchantId, NewBuyer, NewMerchant, NewOrder, NewPayment,
+    OrderId, OrderState, Payment, PaymentCommand, PaymentError, PaymentMethod, PaymentOutcome,
+    PaymentQuery, PaymentQueryResult, PspName, RefundId, RefundState, RiskOutcome, RiskRecord,
+    SigningSecret, PAYMENTS_PAGE_MAX,
 };
 use tally_ledger::{format_amount, Currency};
 use tally_proto::client::LedgerClient;
@@ -61,8 +62,8 @@ pub struct ApiConfig {
     /// How long a key record read from the ledger is reused to authenticate (0: never); a
     /// revocation takes effect on this gateway within it.
     pub api_key_cache_ms: u64,
-    /// Refuse requests without a `tally-signature` (an HMAC keyed by the API key, see
-    /// `signing`); when false a signature is still checked if sent.
+    /// Refuse requests without a `tally-signature` (an HMAC keyed by the API key's signing
+    /// secret, see `signing`); when false a signature is still checked if sent.
     pub require_signatures: bool,
     /// Accept `http://` webhook endpoints (local development); otherwise only `https://`, so
     /// deliveries are encrypted and cannot be pointed at plain-text internal services.
@@ -76,7 +77,15 @@ pub const API_KEYS_CACHED_MAX: usize = 100_000;
 struct CachedKey {
     merchant_id: MerchantId,
     stored: StoredApiKey,
+    signing_secrets: Vec<SigningSecret>,
     fetched_at_ms: u64,
+}
+
+/// A caller whose API key checked out.
+struct KeyHolder {
+    merchant_id: MerchantId,
+    key_id: ApiKeyId,
+    signing_secrets: Vec<SigningSecret>,
 }
 
 pub struct PaymentsApi {
@@ -84,7 +93,9 @@ pub struct PaymentsApi {
     psp: Arc<dyn Psp>,
     risk: Arc<dyn RiskService>,
     rate_limiter: Mutex<RateLimiter>,
-    /// Nonces of signed requests seen within the replay window (per gateway copy).
+    /// Nonces of signed requests this copy saw within the replay window: refuses a replay to
+    /// this copy without a ledger round trip. The replicated record (`claim_nonce`) is what
+    /// refuses it on every copy.
     nonces: Mutex<NonceCache>,
     /// Key records by key id, each reused for `api_key_cache_ms`.
     key_cache: Mutex<LruMap<Option<CachedKey>>>,
@@ -158,13 +169,21 @@ impl PaymentsApi {
 
     /// The merchant an `authorization: Bearer tk_…` header belongs to, after its rate limit.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<MerchantId, ApiError> {
+        Ok(self.authenticate_key(authorization).await?.merchant_id)
+    }
+
+    async fn authenticate_key(&self, authorization: Option<&str>) -> Result<KeyHolder, ApiError> {
         let presented = bearer(authorization)?;
         let key = api_key::parse(presented)
             .map_err(|error| ApiError::unauthenticated(error.code(), error.to_string()))?;
         let key_id = tally_ledger::payment::ApiKeyId::new(key.key_id().as_str())
             .map_err(|error| ApiError::unauthenticated("api_key_malformed", error.to_string()))?;
-        let (merchant_id, stored) = match self.cached_key(&key_id) {
-            Some(cached) => (Some(cached.merchant_id), Some(cached.stored)),
+        let (merchant_id, stored, signing_secrets) = match self.cached_key(&key_id) {
+            Some(cached) => (
+                Some(cached.merchant_id),
+                Some(cached.stored),
+                cached.signing_secrets,
+            ),
             None => self.fetch_key(&key_id).await?,
         };
         api_key::verify(&key, stored.as_ref())
@@ -186,7 +205,11 @@ impl PaymentsApi {
             error.retry_after_ms = Some(limited.retry_after_ms);
             return Err(error);
         }
-        Ok(merchant_id)
+        Ok(KeyHolder {
+            merchant_id,
+            key_id,
+            signing_secrets,
+        })
     }
 
     /// A key record read from the ledger within `api_key_cache_ms`, if any.
@@ -211,7 +234,7 @@ impl PaymentsApi {
     async fn fetch_key(
         &self,
         key_id: &tally_ledger::payment::ApiKeyId,
-    ) -> Result<(Option<MerchantId>, Option<StoredApiKey>), ApiError> {
+    ) -> Result<(Option<MerchantId>, Option<StoredApiKey>, Vec<SigningSecret>), ApiError> {
         let merchant = match self
             .ledger
             .query_payments(&PaymentQuery::MerchantByApiKey {
@@ -223,16 +246,17 @@ impl PaymentsApi {
             _ => return Err(unexpected_answer()),
         };
         let Some(merchant) = merchant else {
-            return Ok((None, None));
+            return Ok((None, None, Vec::new()));
         };
-        let stored = merchant
+        let record = merchant
             .api_keys
             .iter()
-            .find(|record| record.key_id == *key_id)
-            .map(|record| StoredApiKey {
-                hash: ApiKeyHash(record.secret_hash),
-                revoked: record.revoked_at_ns.is_some(),
-            });
+            .find(|record| record.key_id == *key_id);
+        let stored = record.map(|record| StoredApiKey {
+            hash: ApiKeyHash(record.secret_hash),
+            revoked: record.revoked_at_ns.is_some(),
+        });
+        let signing_secrets = record.map_or_else(Vec::new, |record| record.signing_secrets.clone());
         if let (Some(stored), true) = (stored, self.config.api_key_cache_ms > 0) {
             let fetched_at_ms = self.now_ms();
             let mut cache = self
@@ -242,17 +266,19 @@ impl PaymentsApi {
             *cache.get_or_insert_with(key_id.as_str(), || None) = Some(CachedKey {
                 merchant_id: merchant.id.clone(),
                 stored,
+                signing_secrets: signing_secrets.clone(),
                 fetched_at_ms,
             });
         }
-        Ok((Some(merchant.id), stored))
+        Ok((Some(merchant.id), stored, signing_secrets))
     }
 
     /// `authenticate`, then the request's signature if it has one (or if this gateway requires
-    /// one). The signature is an HMAC keyed by the presented API key over `t.nonce.METHOD.path.
-    /// body` (see `signing`); gRPC calls sign the method path with `.` written `%2E` and the
-    /// protobuf-encoded request as the body. Checked after the key, so only a merchant's own
-    /// requests reach the nonce cache.
+    /// one). The signature is an HMAC keyed by the API key's signing secret (never the bearer
+    /// key, which travels in the request) over `t.nonce.METHOD.path.body` (see `signing`); gRPC
+    /// calls sign the method path with `.` written `%2E` and the protobuf-encoded request as the
+    /// body. Checked after the key, so only a merchant's own requests reach the nonce stores:
+    /// this copy's cache first, then the replicated record every copy checks.
     pub async fn authenticate_signed(
         &self,
         authorization: Option<&str>,
@@ -261,33 +287,37 @@ impl PaymentsApi {
         path: &str,
         body: &[u8],
     ) -> Result<MerchantId, ApiError> {
-        let merchant = self.authenticate(authorization).await?;
+        let holder = self.authenticate_key(authorization).await?;
         let Some(header) = signature else {
             if self.config.require_signatures {
                 return Err(ApiError::unauthenticated(
                     "signature_missing",
-                    "this gateway requires signed requests: send tally-signature: t=<unix_ms>,nonce=<hex>,v1=<HMAC-SHA256(api key, t.nonce.METHOD.path.body)>",
+                    "this gateway requires signed requests: send tally-signature: t=<unix_ms>,nonce=<hex>,v1=<HMAC-SHA256(signing secret, t.nonce.METHOD.path.body)>",
                 ));
             }
-            return Ok(merchant);
+            return Ok(holder.merchant_id);
         };
-        let key = bearer(authorization)?;
+        let refused = |error: signing::SignatureError| {
+            ApiError::unauthenticated(error.code(), error.to_string())
+        };
         let now_ms = self.now_ms();
-        let mut nonces = self
-            .nonces
+        let secrets: Vec<&[u8]> = holder
+            .signing_secrets
+            .iter()
+            .map(SigningSecret::expose)
+            .collect();
+        if secrets.is_empty() {
+            return Err(refused(signing::SignatureError::Mismatch));
+        }
+        let checked =
+            signing::check(&secrets, header, method, path, body, now_ms).map_err(refused)?;
+        self.nonces
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        signing::verify(
-            key.as_bytes(),
-            header,
-            method,
-            path,
-            body,
-            now_ms,
-            &mut nonces,
-        )
-        .map_err(|error| ApiError::unauthenticated(error.code(), error.to_string()))?;
-        Ok(merchant)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remember(&checked, now_ms)
+            .map_err(refused)?;
+        self.claim_nonce(&holder.key_id, &checked).await?;
+        Ok(holder.merchant_id)
     }
 
     /// Checks the operator token of the `Merchants` API, in constant time.
@@ -769,16 +799,19 @@ impl PaymentsApi {
         };
         let key_id = tally_ledger::payment::ApiKeyId::new(generated.key_id.as_str())
             .map_err(|error| ApiError::invalid(error.code(), error.to_string()))?;
+        let (signing_shown, signing_secret) = self.new_signing_secret();
         self.execute(PaymentCommand::AddApiKey {
             merchant_id: merchant_id.clone(),
             key_id: key_id.clone(),
             secret_hash: generated.hash.0,
+            signing_secret,
         })
         .await?;
         Ok(pb::CreateApiKeyResponse {
             merchant_id: merchant_id.to_string(),
             key_id: key_id.to_string(),
             api_key: generated.presented.expose().clone(),
+            signing_secret: signing_shown.expose().clone(),
         })
     }
 

@@ -85,7 +85,9 @@ struct Args {
     /// a revoked key stops working on this gateway within it.
     #[arg(long, default_value_t = 1_000)]
     api_key_cache_ms: u64,
-    /// Refuse payment requests without a `tally-signature` HMAC (keyed by the API key).
+    /// Refuse payment requests without a `tally-signature` HMAC, keyed by the API key's signing
+    /// secret (`tss_…`, shown once by `tally merchant api-key`); a nonce is accepted once across
+    /// every gateway copy.
     #[arg(long, env = "TALLY_REQUIRE_SIGNATURES")]
     require_signatures: bool,
     #[command(flatten)]

@@ -484,6 +484,11 @@ pub fn test_payout_worker() -> tally_gateway::payout_worker::PayoutWorkerConfig 
 /// Sets up merchants `platform`, `s1`..`s3` (1% fee, held until fulfilled), buyer `b1` with a
 /// USD wallet, and an API key of `platform`. Answers the key.
 pub async fn onboard(gateway: &mut Gateway) -> String {
+    onboard_signing(gateway).await.0
+}
+
+/// [`onboard`], answering the API key and its signing secret.
+pub async fn onboard_signing(gateway: &mut Gateway) -> (String, String) {
     for id in ["platform", "s1", "s2", "s3"] {
         gateway
             .merchants
@@ -513,7 +518,7 @@ pub async fn onboard(gateway: &mut Gateway) -> String {
         ))
         .await
         .expect("buyer created");
-    gateway
+    let created = gateway
         .merchants
         .create_api_key(authed(
             pb::CreateApiKeyRequest {
@@ -523,8 +528,8 @@ pub async fn onboard(gateway: &mut Gateway) -> String {
         ))
         .await
         .expect("key created")
-        .into_inner()
-        .api_key
+        .into_inner();
+    (created.api_key, created.signing_secret)
 }
 
 pub fn card(token: &str) -> Option<pb::PaymentMethod> {

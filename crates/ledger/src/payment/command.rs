@@ -159,6 +159,15 @@ pub enum PaymentCommand {
         merchant_id: MerchantId,
         key_id: ApiKeyId,
         secret_hash: [u8; 32],
+        signing_secret: super::SigningSecret,
+    },
+    /// Replaces a key's signing secret; `keep_previous` keeps the old one valid too until the
+    /// next rotation, so clients can switch without refusals.
+    RotateSigningSecret {
+        merchant_id: MerchantId,
+        key_id: ApiKeyId,
+        signing_secret: super::SigningSecret,
+        keep_previous: bool,
     },
     RevokeApiKey {
         merchant_id: MerchantId,

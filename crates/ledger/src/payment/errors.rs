@@ -97,6 +97,8 @@ pub enum PaymentError {
     ApiKeyExists { key: String },
     #[error("API key {key} not found")]
     ApiKeyNotFound { key: String },
+    #[error("API key {key} is revoked: create a new key instead")]
+    ApiKeyRevoked { key: String },
     /// A ledger transfer a payment posts was refused. Payments check what they can beforehand;
     /// this reports anything else instead of applying half a command.
     #[error(
@@ -194,6 +196,7 @@ impl PaymentError {
             TooManyApiKeys { .. } => "too_many_api_keys",
             ApiKeyExists { .. } => "api_key_exists",
             ApiKeyNotFound { .. } => "api_key_not_found",
+            ApiKeyRevoked { .. } => "api_key_revoked",
             TransferRefused { .. } => "transfer_refused",
             ReturnUrlInvalid => "return_url_invalid",
             PayoutNotFound { .. } => "payout_not_found",

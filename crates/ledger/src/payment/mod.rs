@@ -11,6 +11,7 @@ mod model;
 pub mod outbox;
 mod payout;
 mod query;
+mod signing_secret;
 pub mod work;
 
 pub use command::{
@@ -34,5 +35,9 @@ pub use payout::{Payout, PayoutInterval, PayoutSchedule, PayoutState, WorkState}
 pub use query::{
     dead_letter, query_payments, PaymentQuery, PaymentQueryResult, ORDERS_DUE_PAGE_MAX,
     PAYMENTS_PAGE_MAX, WORK_PAGE_MAX,
+};
+pub use signing_secret::{
+    SigningSecret, SigningSecretLength, SIGNING_SECRETS_PER_KEY_MAX, SIGNING_SECRET_BYTES_MAX,
+    SIGNING_SECRET_BYTES_MIN,
 };
 pub use work::{AttemptRecord, DeadLetter, IndexEntry, TimedIndex, WorkRef};

@@ -39,6 +39,9 @@ pub struct ApiKeyRecord {
     pub key_id: ApiKeyId,
     /// SHA-256 of the secret; the secret itself is never stored.
     pub secret_hash: [u8; 32],
+    /// What signed requests are checked with: the current secret first, then, during a
+    /// rotation, the previous one (at most `SIGNING_SECRETS_PER_KEY_MAX`).
+    pub signing_secrets: Vec<super::SigningSecret>,
     pub created_at_ns: u64,
     pub revoked_at_ns: Option<u64>,
 }

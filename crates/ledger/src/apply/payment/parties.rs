@@ -10,7 +10,7 @@ use crate::limits::{
 use crate::payment::chart::{self, Role};
 use crate::payment::{
     ApiKeyId, ApiKeyRecord, Buyer, FeeSchedule, Merchant, MerchantId, NewBuyer, NewMerchant,
-    PartyStatus, PaymentError, PaymentOutcome,
+    PartyStatus, PaymentError, PaymentOutcome, SigningSecret, SIGNING_SECRETS_PER_KEY_MAX,
 };
 use crate::store::LedgerRead;
 
@@ -111,6 +111,7 @@ pub(super) fn add_api_key<S: LedgerRead>(
     merchant_id: &MerchantId,
     key_id: &ApiKeyId,
     secret_hash: &[u8; 32],
+    signing_secret: &SigningSecret,
     now_ns: u64,
 ) -> Result<PaymentOutcome, PaymentError> {
     let mut merchant = merchant(txn, merchant_id)?;
@@ -141,9 +142,46 @@ pub(super) fn add_api_key<S: LedgerRead>(
     merchant.api_keys.push(ApiKeyRecord {
         key_id: key_id.clone(),
         secret_hash: *secret_hash,
+        signing_secrets: vec![signing_secret.clone()],
         created_at_ns: now_ns,
         revoked_at_ns: None,
     });
+    updated(txn, merchant, now_ns)
+}
+
+pub(super) fn rotate_signing_secret<S: LedgerRead>(
+    txn: &mut Txn<'_, S>,
+    merchant_id: &MerchantId,
+    key_id: &ApiKeyId,
+    signing_secret: &SigningSecret,
+    keep_previous: bool,
+    now_ns: u64,
+) -> Result<PaymentOutcome, PaymentError> {
+    let mut merchant = merchant(txn, merchant_id)?;
+    let key = merchant
+        .api_keys
+        .iter_mut()
+        .find(|key| &key.key_id == key_id)
+        .ok_or_else(|| PaymentError::ApiKeyNotFound {
+            key: key_id.to_string(),
+        })?;
+    if key.revoked_at_ns.is_some() {
+        return Err(PaymentError::ApiKeyRevoked {
+            key: key_id.to_string(),
+        });
+    }
+    if key.signing_secrets.first() == Some(signing_secret) {
+        // A retry of the same rotation.
+        return Ok(PaymentOutcome::Merchant {
+            merchant,
+            created: false,
+        });
+    }
+    let previous = key.signing_secrets.first().cloned();
+    key.signing_secrets = std::iter::once(signing_secret.clone())
+        .chain(previous.filter(|_| keep_previous))
+        .collect();
+    assert!(key.signing_secrets.len() <= SIGNING_SECRETS_PER_KEY_MAX);
     updated(txn, merchant, now_ns)
 }
 
