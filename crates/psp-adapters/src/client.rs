@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tally_net::{Dialer, HttpClient, HttpError, HttpResponse};
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SimPspConfig {
     /// e.g. `http://127.0.0.1:7300`.
     pub base_url: String,
@@ -22,6 +22,20 @@ pub struct SimPspConfig {
     /// The secrets webhooks may be signed with: the current one and, while rotating, the
     /// previous ones.
     pub webhook_secrets: Vec<Vec<u8>>,
+}
+
+/// By hand: the webhook secrets must never reach a log.
+impl std::fmt::Debug for SimPspConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimPspConfig")
+            .field("base_url", &self.base_url)
+            .field("timeout_ms", &self.timeout_ms)
+            .field(
+                "webhook_secrets",
+                &format_args!("[{} masked]", self.webhook_secrets.len()),
+            )
+            .finish()
+    }
 }
 
 pub struct SimPsp {

@@ -13,7 +13,7 @@ use crate::limits::ATTEMPTS_KEPT_MAX;
 use crate::money::Currency;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookEndpoint {
     pub endpoint_id: String,
     pub url: String,
@@ -22,6 +22,19 @@ pub struct WebhookEndpoint {
     /// Signing secrets, newest first: while a secret is rotated, both sign each delivery.
     pub secrets: Vec<String>,
     pub created_at_ns: u64,
+}
+
+/// By hand: the signing secrets must never reach a log, so only their count is shown.
+impl std::fmt::Debug for WebhookEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookEndpoint")
+            .field("endpoint_id", &self.endpoint_id)
+            .field("url", &self.url)
+            .field("event_types", &self.event_types)
+            .field("secrets", &format_args!("[{} masked]", self.secrets.len()))
+            .field("created_at_ns", &self.created_at_ns)
+            .finish()
+    }
 }
 
 impl WebhookEndpoint {
@@ -137,4 +150,23 @@ pub fn delivery_id(event_id: &str, endpoint_id: &str) -> String {
 /// The event id for counter value `seq`.
 pub fn event_id(seq: u64) -> String {
     format!("evt_{seq:016}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WebhookEndpoint;
+
+    #[test]
+    fn debug_shows_how_many_secrets_an_endpoint_has_but_not_them() {
+        let endpoint = WebhookEndpoint {
+            endpoint_id: "ep1".to_string(),
+            url: "https://shop.example/hooks".to_string(),
+            event_types: Vec::new(),
+            secrets: vec!["whsec_new_0123".to_string(), "whsec_old_4567".to_string()],
+            created_at_ns: 1,
+        };
+        let shown = format!("{endpoint:?}");
+        assert!(!shown.contains("whsec"), "{shown}");
+        assert!(shown.contains("[2 masked]"), "{shown}");
+    }
 }

@@ -73,7 +73,7 @@ impl Default for SimEnv {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SimConfig {
     /// Where signed webhooks go; none are sent when unset.
     pub webhook_url: Option<String>,
@@ -91,6 +91,21 @@ pub struct SimConfig {
     /// Webhook misbehaviour, like a real PSP's: some dropped, duplicated or late (and so out of
     /// order).
     pub webhook_chaos: WebhookChaos,
+}
+
+/// By hand: the webhook secret must never reach a log.
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("webhook_url", &self.webhook_url)
+            .field("webhook_secret", &"[masked]")
+            .field("timeout_fault_ms", &self.timeout_fault_ms)
+            .field("public_url", &self.public_url)
+            .field("faults", &self.faults)
+            .field("payout_settle_ms", &self.payout_settle_ms)
+            .field("webhook_chaos", &self.webhook_chaos)
+            .finish()
+    }
 }
 
 /// Percentages of webhook events the simulator drops, sends twice, or delays by up to
