@@ -921,6 +921,16 @@ fn signed_create(
     with_signature(authed(request.clone(), key), &header)
 }
 
+/// The `tally-signature` a request carries.
+fn signature_of<T>(request: &tonic::Request<T>) -> String {
+    request
+        .metadata()
+        .get("tally-signature")
+        .and_then(|value| value.to_str().ok())
+        .expect("a signed request")
+        .to_string()
+}
+
 fn with_signature<T>(mut request: tonic::Request<T>, header: &str) -> tonic::Request<T> {
     request
         .metadata_mut()
@@ -941,13 +951,7 @@ async fn signed_requests_verify_once_and_replays_or_tampering_are_refused() {
         &[("o1", "s1", "3.00")],
     );
     let first = signed_create(&key, &secret, 7, &request);
-    let header = first
-        .metadata()
-        .get("tally-signature")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let header = signature_of(&first);
     gateway
         .payments
         .create_payment(first)
@@ -1038,13 +1042,7 @@ async fn a_signed_request_replayed_to_another_gateway_copy_is_refused() {
         &[("o1", "s1", "3.00")],
     );
     let signed = signed_create(&key, &secret, 21, &request);
-    let header = signed
-        .metadata()
-        .get("tally-signature")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let header = signature_of(&signed);
     first
         .payments
         .create_payment(signed)

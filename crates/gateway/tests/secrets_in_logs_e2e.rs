@@ -108,20 +108,7 @@ async fn a_payment_flow_logged_at_debug_level_shows_no_secret() {
         .await;
     let (key, signing_secret) = onboard_signing(&mut gateway).await;
     let (url, delivered) = receiver().await;
-    gateway
-        .webhooks
-        .create_endpoint(authed(
-            pb::CreateEndpointRequest {
-                merchant_id: String::new(),
-                endpoint_id: "ep1".to_string(),
-                url,
-                event_types: Vec::new(),
-                secret: MERCHANT_WEBHOOK_SECRET.to_string(),
-            },
-            &key,
-        ))
-        .await
-        .expect("endpoint created");
+    support::add_endpoint(&mut gateway, &key, &url, MERCHANT_WEBHOOK_SECRET).await;
 
     // A signed card payment, a refused signature, and a QR payment the PSP's webhook settles.
     let paid = checkout(

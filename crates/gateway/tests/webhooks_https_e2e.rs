@@ -7,7 +7,7 @@ mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{authed, fast_retries, onboard, permissive_risk, Gateway, Stack};
+use support::{add_endpoint, fast_retries, onboard, permissive_risk, Gateway, Stack};
 use tally_gateway::RateLimitConfig;
 use tally_net::guard::{guarded_tcp, AddressPolicy};
 use tally_net::tls::{CertAuthority, ClientTls, PemSource, ServerTls, ServerTlsPem};
@@ -82,41 +82,11 @@ async fn start(dialer: Dialer) -> (Stack, Gateway, String) {
     (stack, gateway, key)
 }
 
-async fn add_endpoint(gateway: &mut Gateway, key: &str, url: &str) {
-    gateway
-        .webhooks
-        .create_endpoint(authed(
-            pb::CreateEndpointRequest {
-                merchant_id: String::new(),
-                endpoint_id: "ep1".to_string(),
-                url: url.to_string(),
-                event_types: Vec::new(),
-                secret: "whsec_merchant".to_string(),
-            },
-            key,
-        ))
-        .await
-        .expect("endpoint created");
-}
-
 /// The first delivery's attempts once it has at least one.
 async fn first_attempts(gateway: &mut Gateway, key: &str) -> Vec<pb::DeliveryAttempt> {
     let deadline = Instant::now() + Duration::from_millis(support::WAIT_MS_MAX);
     loop {
-        let deliveries = gateway
-            .webhooks
-            .list_deliveries(authed(
-                pb::ListDeliveriesRequest {
-                    merchant_id: String::new(),
-                    page_size: 100,
-                    page_token: String::new(),
-                },
-                key,
-            ))
-            .await
-            .expect("deliveries listed")
-            .into_inner()
-            .deliveries;
+        let deliveries = support::deliveries(gateway, key).await;
         if let Some(tried) = deliveries.iter().find(|d| !d.attempts.is_empty()) {
             return tried.attempts.clone();
         }
@@ -130,7 +100,7 @@ async fn an_endpoint_with_a_trusted_certificate_gets_its_events() {
     let trusted = CertAuthority::generate("merchant CA", 2).unwrap();
     let (stack, mut gateway, key) = start(webhook_dialer(&trusted, &["127.0.0.1"])).await;
     let (url, received) = https_receiver(&trusted).await;
-    add_endpoint(&mut gateway, &key, &url).await;
+    add_endpoint(&mut gateway, &key, &url, "whsec_merchant").await;
     support::pay_by_card(&mut gateway, &key, "c1", "o1", "7.00").await;
     let attempts = first_attempts(&mut gateway, &key).await;
     assert_eq!(attempts[0].status, 200, "{attempts:?}");
@@ -145,7 +115,7 @@ async fn an_endpoint_with_an_untrusted_certificate_gets_nothing_and_the_attempt_
     let self_signed = CertAuthority::generate("self-signed", 2).unwrap();
     let (stack, mut gateway, key) = start(webhook_dialer(&trusted, &["127.0.0.1"])).await;
     let (url, received) = https_receiver(&self_signed).await;
-    add_endpoint(&mut gateway, &key, &url).await;
+    add_endpoint(&mut gateway, &key, &url, "whsec_merchant").await;
     support::pay_by_card(&mut gateway, &key, "c1", "o1", "7.00").await;
     let attempts = first_attempts(&mut gateway, &key).await;
     assert_eq!(attempts[0].status, 0, "{attempts:?}");
@@ -165,7 +135,7 @@ async fn an_endpoint_resolving_to_loopback_is_refused_unless_allow_listed() {
     let (url, received) = https_receiver(&trusted).await;
     // By name, so the refusal comes after DNS: localhost resolves to a loopback address.
     let url = url.replace("127.0.0.1", "localhost");
-    add_endpoint(&mut gateway, &key, &url).await;
+    add_endpoint(&mut gateway, &key, &url, "whsec_merchant").await;
     support::pay_by_card(&mut gateway, &key, "c1", "o1", "7.00").await;
     let attempts = first_attempts(&mut gateway, &key).await;
     assert_eq!(attempts[0].status, 0, "{attempts:?}");

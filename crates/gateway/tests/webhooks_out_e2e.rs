@@ -8,8 +8,8 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::{
-    authed, card, checkout, fast_retries, onboard, permissive_risk, settled_order, Gateway, Stack,
-    ADMIN_TOKEN,
+    add_endpoint, authed, card, checkout, fast_retries, onboard, permissive_risk, settled_order,
+    Gateway, Stack, ADMIN_TOKEN,
 };
 use tally_proto::payments as pb;
 use tally_psp::sim::SimConfig;
@@ -103,42 +103,6 @@ async fn start() -> (Stack, Gateway, String) {
     (stack, gateway, key)
 }
 
-async fn add_endpoint(gateway: &mut Gateway, key: &str, url: &str) {
-    let endpoint = gateway
-        .webhooks
-        .create_endpoint(authed(
-            pb::CreateEndpointRequest {
-                merchant_id: String::new(),
-                endpoint_id: "ep1".to_string(),
-                url: url.to_string(),
-                event_types: Vec::new(),
-                secret: MERCHANT_SECRET.to_string(),
-            },
-            key,
-        ))
-        .await
-        .expect("endpoint created")
-        .into_inner();
-    assert_eq!(endpoint.secret, MERCHANT_SECRET, "shown once, at creation");
-}
-
-async fn deliveries(gateway: &mut Gateway, key: &str) -> Vec<pb::WebhookDelivery> {
-    gateway
-        .webhooks
-        .list_deliveries(authed(
-            pb::ListDeliveriesRequest {
-                merchant_id: String::new(),
-                page_size: 100,
-                page_token: String::new(),
-            },
-            key,
-        ))
-        .await
-        .expect("deliveries listed")
-        .into_inner()
-        .deliveries
-}
-
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_millis(support::WAIT_MS_MAX);
     while !done() {
@@ -192,13 +156,13 @@ async fn three_events(gateway: &mut Gateway, key: &str) {
 async fn an_endpoint_down_for_a_while_gets_every_event_in_order_once_it_is_back() {
     let (stack, mut gateway, key) = start().await;
     let (url, receiver) = start_receiver().await;
-    add_endpoint(&mut gateway, &key, &url).await;
+    add_endpoint(&mut gateway, &key, &url, MERCHANT_SECRET).await;
     *receiver.down.lock().unwrap() = true;
     three_events(&mut gateway, &key).await;
     let refused = receiver.refused.clone();
     wait_until("two refused attempts", || *refused.lock().unwrap() >= 2).await;
     // Only the payment's oldest event is tried while the endpoint refuses.
-    let listed = deliveries(&mut gateway, &key).await;
+    let listed = support::deliveries(&mut gateway, &key).await;
     assert_eq!(listed.len(), 3, "{listed:?}");
     let tried: Vec<&pb::WebhookDelivery> =
         listed.iter().filter(|d| !d.attempts.is_empty()).collect();
@@ -229,7 +193,7 @@ async fn an_endpoint_down_for_a_while_gets_every_event_in_order_once_it_is_back(
     let mut sorted = ids.clone();
     sorted.sort();
     assert_eq!(ids, sorted, "in event-id order");
-    let listed = deliveries(&mut gateway, &key).await;
+    let listed = support::deliveries(&mut gateway, &key).await;
     assert!(listed.iter().all(|d| d.state == "delivered"), "{listed:?}");
     let first = listed
         .iter()
@@ -246,7 +210,7 @@ async fn an_endpoint_down_for_a_while_gets_every_event_in_order_once_it_is_back(
 async fn an_endpoint_down_for_good_dead_letters_its_events_and_a_redelivery_by_api_succeeds() {
     let (stack, mut gateway, key) = start().await;
     let (url, receiver) = start_receiver().await;
-    add_endpoint(&mut gateway, &key, &url).await;
+    add_endpoint(&mut gateway, &key, &url, MERCHANT_SECRET).await;
     *receiver.down.lock().unwrap() = true;
     support::pay_by_card(&mut gateway, &key, "c1", "o1", "7.00").await;
     let deadline = Instant::now() + Duration::from_millis(support::WAIT_MS_MAX);
@@ -274,7 +238,7 @@ async fn an_endpoint_down_for_good_dead_letters_its_events_and_a_redelivery_by_a
         metrics.contains("tally_gateway_delivery_failures_total{endpoint=\"ep1\"} 6"),
         "{metrics}"
     );
-    let listed = deliveries(&mut gateway, &key).await;
+    let listed = support::deliveries(&mut gateway, &key).await;
     assert_eq!(listed.len(), 1);
     assert!(listed[0].dead_lettered);
 
@@ -322,7 +286,7 @@ async fn an_endpoint_down_for_good_dead_letters_its_events_and_a_redelivery_by_a
         "both secrets sign: {}",
         got[0].signature
     );
-    let listed = deliveries(&mut gateway, &key).await;
+    let listed = support::deliveries(&mut gateway, &key).await;
     assert_eq!(listed[0].state, "delivered");
     // At the end every event was delivered or dead-lettered, and none is left dead.
     let letters = gateway

@@ -32,6 +32,15 @@ enum TlsWhen {
     Https(ClientTls),
 }
 
+/// The host of `host:port` (`[v6]:port` without its brackets); all of `addr` if it has no port.
+pub fn host_of(addr: &str) -> &str {
+    let host = match addr.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => addr,
+    };
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 /// Opens a connection to `host:port`. Cheap to clone.
 #[derive(Clone)]
 pub struct Dialer {
@@ -63,11 +72,6 @@ impl Dialer {
     pub fn with_https(mut self, tls: ClientTls) -> Self {
         self.tls = Some(TlsWhen::Https(tls));
         self
-    }
-
-    /// Whether every connection is TLS.
-    pub fn is_tls(&self) -> bool {
-        matches!(self.tls, Some(TlsWhen::Always(_)))
     }
 
     /// OS TCP, with Nagle off (requests are small and latency-bound).

@@ -101,14 +101,8 @@ pub fn guarded_tcp(policy: AddressPolicy) -> Dialer {
     Dialer::new(move |addr: String| -> DialFuture {
         let policy = policy.clone();
         Box::pin(async move {
-            let host = addr
-                .rsplit_once(':')
-                .map_or(addr.as_str(), |(host, _)| host)
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned();
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host(&addr).await?.collect();
-            let chosen = policy.choose(&host, &resolved)?;
+            let chosen = policy.choose(crate::dial::host_of(&addr), &resolved)?;
             let stream = tokio::net::TcpStream::connect(chosen).await?;
             stream.set_nodelay(true)?;
             Ok(Box::new(stream) as Box<dyn Io>)

@@ -150,7 +150,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let service =
-            tower_service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+            tower::service_fn(|request: http::Request<hyper::body::Incoming>| async move {
                 let path = request.uri().path().to_string();
                 let body = request.into_body().collect().await.unwrap().to_bytes();
                 if path == "/slow" {
@@ -168,38 +168,6 @@ mod tests {
             stop_rx,
         ));
         (format!("http://{addr}"), stop_tx)
-    }
-
-    /// A `tower` service from an async function (tests only).
-    fn tower_service_fn<F, Fut>(f: F) -> ServiceFn<F>
-    where
-        F: Fn(http::Request<hyper::body::Incoming>) -> Fut,
-    {
-        ServiceFn(f)
-    }
-
-    #[derive(Clone)]
-    struct ServiceFn<F>(F);
-
-    impl<F, Fut> tower_service::Service<http::Request<hyper::body::Incoming>> for ServiceFn<F>
-    where
-        F: Fn(http::Request<hyper::body::Incoming>) -> Fut,
-        Fut: std::future::Future<Output = Result<http::Response<Full<Bytes>>, Infallible>>,
-    {
-        type Response = http::Response<Full<Bytes>>;
-        type Error = Infallible;
-        type Future = Fut;
-
-        fn poll_ready(
-            &mut self,
-            _cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Infallible>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-
-        fn call(&mut self, request: http::Request<hyper::body::Incoming>) -> Fut {
-            (self.0)(request)
-        }
     }
 
     #[tokio::test]

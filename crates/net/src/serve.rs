@@ -78,6 +78,41 @@ where
     }
 }
 
+/// The connection as it will be served, and who is on the other end: the TLS handshake's result
+/// (`None` when it failed or ran out of time), or the plaintext stream of an insecure-dev server.
+async fn secure<Io>(
+    io: Io,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) -> Option<(Box<dyn crate::dial::Io>, Peer)>
+where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Some(acceptor) = acceptor else {
+        return Some((Box::new(io), Peer::InsecureDev));
+    };
+    let handshake = tokio::time::timeout(
+        Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS),
+        acceptor.accept(io),
+    );
+    match handshake.await {
+        Ok(Ok(stream)) => {
+            let peer = peer_of(stream.get_ref().1);
+            Some((Box::new(stream), peer))
+        }
+        Ok(Err(error)) => {
+            tracing::info!(%error, "TLS handshake refused");
+            None
+        }
+        Err(_) => {
+            tracing::info!(
+                timeout_ms = TLS_HANDSHAKE_TIMEOUT_MS,
+                "TLS handshake not finished in time"
+            );
+            None
+        }
+    }
+}
+
 /// Who a finished handshake says the client is.
 fn peer_of(connection: &rustls::ServerConnection) -> Peer {
     match connection
@@ -189,62 +224,28 @@ pub async fn serve_capped<S, B, I, Io, E>(
                 let service = service.clone();
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
-                match &security {
-                    ServerSecurity::InsecureDev => {
-                        let service = TowerToHyperService::new(WithPeer {
-                            inner: service,
-                            peer: Peer::InsecureDev,
-                        });
-                        let connection = watcher.watch(
-                            builder
-                                .serve_connection_with_upgrades(TokioIo::new(io), service)
-                                .into_owned(),
-                        );
-                        tokio::spawn(async move {
-                            if let Err(error) = connection.await {
-                                tracing::debug!(%error, "connection ended with an error");
-                            }
-                            drop(permit);
-                        });
+                let acceptor = match &security {
+                    ServerSecurity::Tls(tls) => Some(tls.acceptor()),
+                    ServerSecurity::InsecureDev => None,
+                };
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let Some((stream, peer)) = secure(io, acceptor).await else {
+                        return;
+                    };
+                    let service = TowerToHyperService::new(WithPeer {
+                        inner: service,
+                        peer,
+                    });
+                    let connection = watcher.watch(
+                        builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .into_owned(),
+                    );
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "connection ended with an error");
                     }
-                    ServerSecurity::Tls(tls) => {
-                        let acceptor = tls.acceptor();
-                        tokio::spawn(async move {
-                            let handshake = tokio::time::timeout(
-                                Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS),
-                                acceptor.accept(io),
-                            );
-                            let stream = match handshake.await {
-                                Ok(Ok(stream)) => stream,
-                                Ok(Err(error)) => {
-                                    tracing::info!(%error, "TLS handshake refused");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::info!(
-                                        timeout_ms = TLS_HANDSHAKE_TIMEOUT_MS,
-                                        "TLS handshake not finished in time"
-                                    );
-                                    return;
-                                }
-                            };
-                            let peer = peer_of(stream.get_ref().1);
-                            let service = TowerToHyperService::new(WithPeer {
-                                inner: service,
-                                peer,
-                            });
-                            let connection = watcher.watch(
-                                builder
-                                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                                    .into_owned(),
-                            );
-                            if let Err(error) = connection.await {
-                                tracing::debug!(%error, "connection ended with an error");
-                            }
-                            drop(permit);
-                        });
-                    }
-                }
+                });
             }
         }
     }

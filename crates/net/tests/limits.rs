@@ -6,33 +6,16 @@ use std::convert::Infallible;
 use tally_net::serve::serve_capped;
 use tally_net::{Dialer, HttpClient, Protocols, ServerSecurity};
 
-#[derive(Clone)]
-struct Ok200;
-
-impl tower_service::Service<http::Request<hyper::body::Incoming>> for Ok200 {
-    type Response = http::Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
-
-    fn poll_ready(
-        &mut self,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _request: http::Request<hyper::body::Incoming>) -> Self::Future {
-        std::future::ready(Ok(http::Response::new(Full::new(Bytes::from("ok")))))
-    }
-}
-
 #[tokio::test]
 async fn at_the_connection_cap_a_new_connection_waits_until_one_closes() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let ok = tower::service_fn(|_request: http::Request<hyper::body::Incoming>| async {
+        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("ok"))))
+    });
     tokio::spawn(serve_capped(
-        Ok200,
+        ok,
         Protocols::Http1AndHttp2,
         ServerSecurity::InsecureDev,
         tokio_stream::wrappers::TcpListenerStream::new(listener),

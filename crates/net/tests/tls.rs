@@ -14,31 +14,17 @@ use tokio::sync::watch;
 
 const TIMEOUT_MS: u64 = 5_000;
 
-/// Answers every request with who the server thinks called.
-#[derive(Clone)]
-struct WhoAmI;
-
-impl tower_service::Service<http::Request<hyper::body::Incoming>> for WhoAmI {
-    type Response = http::Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
-
-    fn poll_ready(
-        &mut self,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
-        let who = match request.extensions().get::<Peer>() {
-            Some(Peer::Verified(identity)) => identity.to_string(),
-            Some(Peer::Anonymous) => "anonymous".to_owned(),
-            Some(Peer::InsecureDev) => "insecure-dev".to_owned(),
-            None => "no peer".to_owned(),
-        };
-        std::future::ready(Ok(http::Response::new(Full::new(Bytes::from(who)))))
-    }
+/// Answers with who the server thinks called.
+async fn who_am_i(
+    request: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<Full<Bytes>>, Infallible> {
+    let who = match request.extensions().get::<Peer>() {
+        Some(Peer::Verified(identity)) => identity.to_string(),
+        Some(Peer::Anonymous) => "anonymous".to_owned(),
+        Some(Peer::InsecureDev) => "insecure-dev".to_owned(),
+        None => "no peer".to_owned(),
+    };
+    Ok(http::Response::new(Full::new(Bytes::from(who))))
 }
 
 struct Pki {
@@ -102,7 +88,7 @@ async fn start(security: ServerSecurity) -> Server {
     let (stop, stop_rx) = watch::channel(false);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tokio::spawn(serve(
-        WhoAmI,
+        tower::service_fn(who_am_i),
         Protocols::Http1AndHttp2,
         security,
         incoming,

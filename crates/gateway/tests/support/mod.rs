@@ -665,3 +665,41 @@ pub fn available(stack: &Stack, seller: &str) -> i128 {
         chart::merchant_available(&MerchantId::new(seller).unwrap(), Currency::USD),
     )
 }
+
+/// Registers endpoint `ep1` at `url` signing with `secret`, which is answered once.
+pub async fn add_endpoint(gateway: &mut Gateway, key: &str, url: &str, secret: &str) {
+    let endpoint = gateway
+        .webhooks
+        .create_endpoint(authed(
+            pb::CreateEndpointRequest {
+                merchant_id: String::new(),
+                endpoint_id: "ep1".to_string(),
+                url: url.to_string(),
+                event_types: Vec::new(),
+                secret: secret.to_string(),
+            },
+            key,
+        ))
+        .await
+        .expect("endpoint created")
+        .into_inner();
+    assert_eq!(endpoint.secret, secret, "shown once, at creation");
+}
+
+/// The merchant's webhook deliveries, first page of 100.
+pub async fn deliveries(gateway: &mut Gateway, key: &str) -> Vec<pb::WebhookDelivery> {
+    gateway
+        .webhooks
+        .list_deliveries(authed(
+            pb::ListDeliveriesRequest {
+                merchant_id: String::new(),
+                page_size: 100,
+                page_token: String::new(),
+            },
+            key,
+        ))
+        .await
+        .expect("deliveries listed")
+        .into_inner()
+        .deliveries
+}

@@ -91,9 +91,7 @@ impl TlsArgs {
         })?;
         Ok(base.with_tls(tls))
     }
-}
 
-impl TlsArgs {
     /// `base` with TLS for `https` URLs only, trusting `--ca` (a dialer without it refuses
     /// `https` URLs rather than sending them in plaintext).
     pub fn https_dialer(&self, base: Dialer) -> Result<Dialer, TlsError> {

@@ -41,16 +41,11 @@ impl ClientTlsFiles {
 #[derive(Clone)]
 pub struct ClientTls {
     config: Arc<ClientConfig>,
-    /// The name every server's certificate must carry, instead of the host dialed (for
-    /// clusters reached by addresses their certificates do not name).
-    server_name: Option<ServerName<'static>>,
 }
 
 impl std::fmt::Debug for ClientTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientTls")
-            .field("server_name", &self.server_name)
-            .finish()
+        f.debug_struct("ClientTls").finish_non_exhaustive()
     }
 }
 
@@ -85,7 +80,6 @@ impl ClientTls {
         };
         Ok(ClientTls {
             config: Arc::new(config),
-            server_name: None,
         })
     }
 
@@ -119,14 +113,6 @@ impl ClientTls {
         Ok(tls)
     }
 
-    /// Every server must carry `name` rather than the dialed host.
-    pub fn with_server_name(mut self, name: &str) -> Result<ClientTls, TlsError> {
-        let name = ServerName::try_from(name.to_owned())
-            .map_err(|e| TlsError::Config(format!("server name {name:?}: {e}")))?;
-        self.server_name = Some(name);
-        Ok(self)
-    }
-
     /// Runs the handshake over `io`, dialed to `addr` (`host:port`).
     pub async fn connect<S>(
         &self,
@@ -136,10 +122,7 @@ impl ClientTls {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        let name = match &self.server_name {
-            Some(name) => name.clone(),
-            None => server_name_of(addr)?,
-        };
+        let name = server_name_of(addr)?;
         tokio_rustls::TlsConnector::from(self.config.clone())
             .connect(name, io)
             .await
@@ -149,12 +132,7 @@ impl ClientTls {
 
 /// The name a server at `addr` (`host:port`, `[v6]:port`) must carry: its host, DNS or IP.
 fn server_name_of(addr: &str) -> io::Result<ServerName<'static>> {
-    let host = match addr.rsplit_once(':') {
-        Some((host, port)) if port.parse::<u16>().is_ok() => host,
-        _ => addr,
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(host.to_owned()).map_err(|e| {
+    ServerName::try_from(crate::dial::host_of(addr).to_owned()).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{addr}: no TLS server name in it: {e}"),

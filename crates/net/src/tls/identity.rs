@@ -132,13 +132,6 @@ impl Peer {
             Peer::Anonymous => false,
         }
     }
-
-    pub fn identity(&self) -> Option<&Identity> {
-        match self {
-            Peer::Verified(identity) => Some(identity),
-            _ => None,
-        }
-    }
 }
 
 impl fmt::Display for Peer {

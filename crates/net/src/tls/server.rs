@@ -133,12 +133,7 @@ impl ServerTls {
                 "this TLS configuration was not loaded from files".to_owned(),
             ));
         };
-        self.replace(&files.read()?)
-    }
-
-    /// Swaps `pem` in (tests; `reload` for files).
-    pub fn replace(&self, pem: &ServerTlsPem) -> Result<(), TlsError> {
-        let config = Arc::new(pem.config()?);
+        let config = Arc::new(files.read()?.config()?);
         *self
             .current
             .write()

@@ -158,13 +158,7 @@ pub(super) fn rotate_signing_secret<S: LedgerRead>(
     now_ns: u64,
 ) -> Result<PaymentOutcome, PaymentError> {
     let mut merchant = merchant(txn, merchant_id)?;
-    let key = merchant
-        .api_keys
-        .iter_mut()
-        .find(|key| &key.key_id == key_id)
-        .ok_or_else(|| PaymentError::ApiKeyNotFound {
-            key: key_id.to_string(),
-        })?;
+    let key = api_key_mut(&mut merchant, key_id)?;
     if key.revoked_at_ns.is_some() {
         return Err(PaymentError::ApiKeyRevoked {
             key: key_id.to_string(),
@@ -185,6 +179,19 @@ pub(super) fn rotate_signing_secret<S: LedgerRead>(
     updated(txn, merchant, now_ns)
 }
 
+fn api_key_mut<'m>(
+    merchant: &'m mut Merchant,
+    key_id: &ApiKeyId,
+) -> Result<&'m mut ApiKeyRecord, PaymentError> {
+    merchant
+        .api_keys
+        .iter_mut()
+        .find(|key| &key.key_id == key_id)
+        .ok_or_else(|| PaymentError::ApiKeyNotFound {
+            key: key_id.to_string(),
+        })
+}
+
 pub(super) fn revoke_api_key<S: LedgerRead>(
     txn: &mut Txn<'_, S>,
     merchant_id: &MerchantId,
@@ -192,13 +199,7 @@ pub(super) fn revoke_api_key<S: LedgerRead>(
     now_ns: u64,
 ) -> Result<PaymentOutcome, PaymentError> {
     let mut merchant = merchant(txn, merchant_id)?;
-    let key = merchant
-        .api_keys
-        .iter_mut()
-        .find(|key| &key.key_id == key_id)
-        .ok_or_else(|| PaymentError::ApiKeyNotFound {
-            key: key_id.to_string(),
-        })?;
+    let key = api_key_mut(&mut merchant, key_id)?;
     if key.revoked_at_ns.is_some() {
         return Ok(PaymentOutcome::Merchant {
             merchant,
