@@ -809,3 +809,29 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsed_commands_debug_print_no_key_token_or_webhook_secret() {
+        let cli = Cli::try_parse_from([
+            "tally",
+            "--api-key",
+            "tk_0011223344556677_feedc0de",
+            "--admin-token",
+            "adm_77aa",
+            "webhooks",
+            "rotate-secret",
+            "ep1",
+            "--secret",
+            "whsec_9f8e",
+        ])
+        .expect("the flags parse");
+        let shown = format!("{cli:?}");
+        for secret in ["feedc0de", "adm_77aa", "whsec_9f8e"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+}

@@ -10,7 +10,7 @@ use tally_proto::payments::merchants_client::MerchantsClient;
 use tally_proto::payments::payments_client::PaymentsClient;
 use tonic::transport::Channel;
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub struct GatewayArgs {
     /// The gateway's gRPC address.
     #[arg(
@@ -31,6 +31,19 @@ pub struct GatewayArgs {
     /// `operator-…` one for the ledger commands).
     #[command(flatten)]
     pub(crate) tls: tally_net::tls::TlsArgs,
+}
+
+/// By hand: the API key and the operator token never reach a log or an error.
+impl std::fmt::Debug for GatewayArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let masked = |set: bool| if set { "Some(***)" } else { "None" };
+        f.debug_struct("GatewayArgs")
+            .field("gateway", &self.gateway)
+            .field("api_key", &masked(self.api_key.is_some()))
+            .field("admin_token", &masked(self.admin_token.is_some()))
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 impl GatewayArgs {

@@ -5,8 +5,14 @@ use crate::output::{print_record, print_rows};
 use crate::payments::{acting_credential, authed, channel, refused, GatewayArgs};
 use anyhow::Result;
 use clap::Subcommand;
+use tally_ledger::payment::WebhookSecret;
 use tally_proto::payments as pb;
 use tally_proto::payments::webhook_endpoints_client::WebhookEndpointsClient;
+
+/// `--secret`, masked from `Debug` the moment it is parsed.
+fn webhook_secret(value: &str) -> Result<WebhookSecret, std::convert::Infallible> {
+    Ok(WebhookSecret(value.to_string()))
+}
 
 #[derive(Subcommand, Debug)]
 pub enum WebhookCommand {
@@ -26,16 +32,16 @@ pub enum WebhookCommand {
         /// Only these event types (repeatable), e.g. payment_order.succeeded; default: all.
         #[arg(long = "event-type")]
         event_types: Vec<String>,
-        #[arg(long)]
-        secret: Option<String>,
+        #[arg(long, value_parser = webhook_secret)]
+        secret: Option<WebhookSecret>,
     },
     /// Sign with a new secret; --keep-previous keeps the old one signing during the switch.
     RotateSecret {
         #[arg(long)]
         merchant: Option<String>,
         id: String,
-        #[arg(long)]
-        secret: Option<String>,
+        #[arg(long, value_parser = webhook_secret)]
+        secret: Option<WebhookSecret>,
         #[arg(long)]
         keep_previous: bool,
     },
@@ -138,7 +144,7 @@ pub async fn webhooks(json: bool, args: &GatewayArgs, command: WebhookCommand) -
                         endpoint_id: id,
                         url,
                         event_types,
-                        secret: secret.unwrap_or_default(),
+                        secret: secret.map(|secret| secret.0).unwrap_or_default(),
                     },
                     token,
                     what,
@@ -159,7 +165,7 @@ pub async fn webhooks(json: bool, args: &GatewayArgs, command: WebhookCommand) -
                     pb::RotateSecretRequest {
                         merchant_id: merchant.unwrap_or_default(),
                         endpoint_id: id,
-                        secret: secret.unwrap_or_default(),
+                        secret: secret.map(|secret| secret.0).unwrap_or_default(),
                         keep_previous,
                     },
                     token,

@@ -41,6 +41,10 @@ pub enum InvariantViolation {
         held_debits: u128,
         held_credits: u128,
     },
+    /// A stored payment, payout or delivery that breaks a rule of its own record (a state that
+    /// no command writes: a damaged or forged row).
+    #[error("{0}")]
+    RecordInconsistent(String),
     #[error("orders by state: the ledger meta says {recorded:?}, the payments say {recounted:?}")]
     OrderCountsDrifted {
         recorded: BTreeMap<String, u64>,
@@ -200,9 +204,13 @@ fn audit_payments<S: LedgerRead>(store: &S) -> Result<(), Box<InvariantViolation
     // Per held account: (net posted credits expected, pending debits expected).
     let mut expected: BTreeMap<AccountId, (i128, u128)> = BTreeMap::new();
     let mut recounted: BTreeMap<String, u64> = BTreeMap::new();
+    let mut inconsistent = None;
     store.scan_payments(&mut |payment| {
         for order in &payment.orders {
-            order.assert_consistent();
+            if let Some(broken) = order.inconsistency() {
+                inconsistent.get_or_insert(broken);
+                continue;
+            }
             *recounted.entry(order.state.name().to_string()).or_default() += 1;
             if order.captured_minor == 0 {
                 continue;
@@ -219,6 +227,9 @@ fn audit_payments<S: LedgerRead>(store: &S) -> Result<(), Box<InvariantViolation
             }
         }
     });
+    if let Some(broken) = inconsistent {
+        return Err(Box::new(InvariantViolation::RecordInconsistent(broken)));
+    }
     let recorded = store.meta().orders_by_state;
     if recorded != recounted {
         return Err(Box::new(InvariantViolation::OrderCountsDrifted {
@@ -251,8 +262,12 @@ fn audit_payouts<S: LedgerRead>(store: &S) -> Result<(), Box<InvariantViolation>
     let mut pending: BTreeMap<AccountId, u128> = BTreeMap::new();
     let mut recounted: BTreeMap<String, u64> = BTreeMap::new();
     let mut recounted_dead: BTreeMap<String, u64> = BTreeMap::new();
+    let mut inconsistent = None;
     store.scan_payouts(&mut |payout| {
-        payout.assert_consistent();
+        if let Some(broken) = payout.inconsistency() {
+            inconsistent.get_or_insert(broken);
+            return;
+        }
         *recounted
             .entry(payout.state.name().to_string())
             .or_default() += 1;
@@ -266,11 +281,17 @@ fn audit_payouts<S: LedgerRead>(store: &S) -> Result<(), Box<InvariantViolation>
         }
     });
     store.scan_deliveries(&mut |delivery| {
-        delivery.assert_consistent();
+        if let Some(broken) = delivery.inconsistency() {
+            inconsistent.get_or_insert(broken);
+            return;
+        }
         if matches!(delivery.work, WorkState::Dead { .. }) {
             *recounted_dead.entry("delivery".to_string()).or_default() += 1;
         }
     });
+    if let Some(broken) = inconsistent {
+        return Err(Box::new(InvariantViolation::RecordInconsistent(broken)));
+    }
     store.scan_payments(&mut |payment| {
         for order in &payment.orders {
             if matches!(order.state, OrderState::DeadLettered { .. }) {

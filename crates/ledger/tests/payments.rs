@@ -63,6 +63,35 @@ fn checkout_with_three_orders_is_held_then_fulfilled_net_of_fees() {
     assert_eq!(again.code(), "unchanged");
 }
 
+/// Found by the `snapshot` fuzz target: a stored order that breaks its own accounting (as a
+/// damaged or forged snapshot row may) made the audit panic instead of reporting it.
+#[test]
+fn the_audit_reports_an_inconsistent_stored_order_instead_of_panicking() {
+    let mut f = Fixture::new();
+    let new = f.new_payment(
+        "c1",
+        card(),
+        CaptureMode::Automatic,
+        &[("o1", "s1", 10_000)],
+    );
+    f.create(new);
+    assert_eq!(f.claim("o1"), 1);
+    f.captured("o1", 10_000);
+    let mut damaged = f.payment_record("c1");
+    damaged.orders[0].fee_minor = damaged.orders[0].captured_minor + 1;
+    f.store.commit(tally_ledger::ChangeSet {
+        payments: vec![damaged],
+        ..Default::default()
+    });
+    let violation = audit(&f.store).expect_err("the damaged order is reported");
+    assert!(
+        violation
+            .to_string()
+            .contains("order o1: fee above captured"),
+        "{violation}"
+    );
+}
+
 #[test]
 fn hold_period_releases_held_funds_without_fulfilment() {
     let mut f = Fixture::new();

@@ -607,7 +607,9 @@ fn a_webhook_event_is_applied_once_by_its_event_id() {
 
 // ---- webhooks out: the outbox ------------------------------------------------------------
 
-use tally_ledger::payment::{DeliveryAttempt, DeliveryOutcome, DeliveryState, WebhookEndpoint};
+use tally_ledger::payment::{
+    DeliveryAttempt, DeliveryOutcome, DeliveryState, WebhookEndpoint, WebhookSecret,
+};
 
 fn endpoint(id: &str, event_types: &[&str]) -> WebhookEndpoint {
     WebhookEndpoint {
@@ -780,7 +782,7 @@ fn endpoints_are_checked_rotated_and_removed() {
     let rotate = |keep_previous| PaymentCommand::RotateWebhookSecret {
         merchant_id: seller(),
         endpoint_id: "ep".to_string(),
-        secret: "whsec_2".to_string(),
+        secret: WebhookSecret("whsec_2".to_string()),
         keep_previous,
     };
     let secrets = |outcome: PaymentOutcome| match outcome {

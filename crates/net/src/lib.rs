@@ -19,4 +19,4 @@ pub mod tls;
 
 pub use dial::{DialFuture, Dialer, Io};
 pub use http_client::{HttpClient, HttpError, HttpResponse};
-pub use serve::{serve, Protocols, ServerSecurity};
+pub use serve::{serve, Protocols, RemoteAddr, ServerSecurity};

@@ -15,6 +15,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -50,11 +51,25 @@ pub enum ServerSecurity {
     InsecureDev,
 }
 
-/// Adds the connection's [`Peer`] to every request.
+/// The address a request's connection came from, on every request whose transport has one
+/// (TCP; not the simulation's). For per-client limits, never for authorization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteAddr(pub SocketAddr);
+
+/// The peer address of `io` when it is a TCP stream.
+fn remote_addr_of<Io: 'static>(io: &Io) -> Option<RemoteAddr> {
+    let any: &dyn std::any::Any = io;
+    any.downcast_ref::<tokio::net::TcpStream>()
+        .and_then(|stream| stream.peer_addr().ok())
+        .map(RemoteAddr)
+}
+
+/// Adds the connection's [`Peer`] and [`RemoteAddr`] to every request.
 #[derive(Clone)]
 struct WithPeer<S> {
     inner: S,
     peer: Peer,
+    remote: Option<RemoteAddr>,
 }
 
 impl<S, B> tower_service::Service<http::Request<B>> for WithPeer<S>
@@ -74,6 +89,9 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         request.extensions_mut().insert(self.peer.clone());
+        if let Some(remote) = self.remote {
+            request.extensions_mut().insert(remote);
+        }
         self.inner.call(request)
     }
 }
@@ -228,6 +246,7 @@ pub async fn serve_capped<S, B, I, Io, E>(
                     ServerSecurity::Tls(tls) => Some(tls.acceptor()),
                     ServerSecurity::InsecureDev => None,
                 };
+                let remote = remote_addr_of(&io);
                 tokio::spawn(async move {
                     let _permit = permit;
                     let Some((stream, peer)) = secure(io, acceptor).await else {
@@ -236,6 +255,7 @@ pub async fn serve_capped<S, B, I, Io, E>(
                     let service = TowerToHyperService::new(WithPeer {
                         inner: service,
                         peer,
+                        remote,
                     });
                     let connection = watcher.watch(
                         builder

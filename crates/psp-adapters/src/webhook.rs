@@ -41,9 +41,13 @@ pub fn verify_any(
         match verify(secret, body, header, now_s) {
             Ok(event) if result.is_err() => result = Ok(event),
             Ok(_) => {}
-            // Malformed headers and stale timestamps do not depend on the secret.
+            // Malformed headers and stale timestamps do not depend on the secret; a malformed
+            // body is reported only once a secret matched, so it is the answer too (not the
+            // other secrets' mismatch).
             Err(
-                error @ (WebhookError::MalformedSignature | WebhookError::StaleTimestamp { .. }),
+                error @ (WebhookError::MalformedSignature
+                | WebhookError::StaleTimestamp { .. }
+                | WebhookError::MalformedBody(_)),
             ) => return Err(error),
             Err(_) => {}
         }
@@ -138,6 +142,24 @@ mod tests {
             WebhookError::BadSignature,
             "no secret configured fails closed"
         );
+    }
+
+    /// Found by the `psp_webhook` fuzz target: a correctly signed body that is not an event was
+    /// reported as a bad signature when another secret was active too.
+    #[test]
+    fn a_correctly_signed_body_that_is_not_an_event_is_reported_as_such_during_a_rotation() {
+        let secrets = vec![b"new".to_vec(), b"old".to_vec()];
+        for secret in [b"new".as_slice(), b"old".as_slice()] {
+            let body = b"not json";
+            let header = sign(secret, 1_000, body);
+            assert!(
+                matches!(
+                    verify_any(&secrets, body, &header, 1_000),
+                    Err(WebhookError::MalformedBody(_))
+                ),
+                "signed with {secret:?}"
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,9 @@
 
 mod batcher;
 mod codec;
+/// Decoders run on arbitrary bytes, for the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod keys;
 pub mod kv;
 mod ledger_state;

@@ -82,7 +82,7 @@ impl<K: Kv> StateMachine<K> {
         self.faults.clone()
     }
 
-    fn apply_entry(&self, entry: &Entry) -> Result<LedgerResponse, KvError> {
+    pub(crate) fn apply_entry(&self, entry: &Entry) -> Result<LedgerResponse, KvError> {
         let log_id = *entry.get_log_id();
         let mut batch = WriteBatch::default();
         let response = match &entry.payload {

@@ -14,13 +14,14 @@
 //! doors share one behaviour, one idempotency hash and one set of error codes. Every string in
 //! the JSON body, at any depth, is scanned for card numbers first.
 
+use super::auth::Presented;
 use super::error::{ApiError, ErrorKind};
 use super::service::PaymentsApi;
 use crate::card_number::find_card_number;
 use crate::metrics::Metrics;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -28,6 +29,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tally_net::serve::RemoteAddr;
 use tally_proto::payments as pb;
 use tokio::time::Instant;
 
@@ -94,15 +96,21 @@ fn signature(headers: &HeaderMap) -> Option<&str> {
         .map(|value| value.to_str().unwrap_or("\u{fffd}"))
 }
 
-fn authorization(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
+/// The bearer credential of a request and the address it came from.
+fn presented(headers: &HeaderMap, extensions: &Extensions) -> Presented {
+    Presented {
+        authorization: headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string),
+        client: extensions.get::<RemoteAddr>().map(|remote| remote.0.ip()),
+    }
 }
 
 async fn create_payment(
     State(state): State<FacadeState>,
     headers: HeaderMap,
+    extensions: Extensions,
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
@@ -110,14 +118,14 @@ async fn create_payment(
         let merchant = state
             .api
             .authenticate_signed(
-                authorization(&headers),
+                &presented(&headers, &extensions),
                 signature(&headers),
                 "POST",
                 "/v1/payments",
                 &body,
             )
             .await?;
-        let request = create_request(&body)?;
+        let request = parse_create_body(&body)?;
         let key = headers
             .get("idempotency-key")
             .map(|value| value.to_str().unwrap_or("\u{fffd}"));
@@ -149,6 +157,7 @@ async fn get_order(
     Path(payment_order_id): Path<String>,
     uri: Uri,
     headers: HeaderMap,
+    extensions: Extensions,
 ) -> Response {
     let started = Instant::now();
     let result = async {
@@ -156,7 +165,7 @@ async fn get_order(
         let merchant = state
             .api
             .authenticate_signed(
-                authorization(&headers),
+                &presented(&headers, &extensions),
                 signature(&headers),
                 "GET",
                 uri.path(),
@@ -176,7 +185,7 @@ async fn get_order(
 
 /// Parses and translates a create body; a card number anywhere in it is refused before the
 /// body is interpreted.
-fn create_request(body: &[u8]) -> Result<pb::CreatePaymentRequest, ApiError> {
+pub fn parse_create_body(body: &[u8]) -> Result<pb::CreatePaymentRequest, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|error| {
         ApiError::invalid(
             "json_malformed",
@@ -364,7 +373,7 @@ mod tests {
         let body = br#"{"checkout_id":"c1","buyer_info":{"buyer_id":"b1"},
             "payment_orders":[{"payment_order_id":"o1","seller_account":"s1","amount":"1.00","currency":"USD"}],
             "metadata":{"note":"card 4242 4242 4242 4242"}}"#;
-        let error = create_request(body).unwrap_err();
+        let error = parse_create_body(body).unwrap_err();
         assert_eq!(error.code, "card_number_refused");
         assert!(
             error.message.contains("$.metadata.note"),
@@ -379,7 +388,7 @@ mod tests {
         let body = br#"{"checkout_id":"c1","buyer_info":{"buyer_id":"b1"},
             "payment_method":{"type":"card","token":"tok_visa"},"capture_method":"manual",
             "payment_orders":[{"payment_order_id":"o1","seller_account":"s1","amount":"1.00","currency":"USD"}]}"#;
-        let request = create_request(body).unwrap();
+        let request = parse_create_body(body).unwrap();
         assert_eq!(request.checkout_id, "c1");
         assert_eq!(request.orders[0].seller_id, "s1");
         assert_eq!(request.capture_method, pb::CaptureMethod::Manual as i32);
@@ -393,8 +402,8 @@ mod tests {
 
     #[test]
     fn malformed_and_unknown_fields_get_their_own_codes() {
-        assert_eq!(create_request(b"{").unwrap_err().code, "json_malformed");
+        assert_eq!(parse_create_body(b"{").unwrap_err().code, "json_malformed");
         let extra = br#"{"checkout_id":"c1","buyer_info":{"buyer_id":"b1"},"payment_orders":[],"surprise":1}"#;
-        assert_eq!(create_request(extra).unwrap_err().code, "json_invalid");
+        assert_eq!(parse_create_body(extra).unwrap_err().code, "json_invalid");
     }
 }

@@ -1,12 +1,14 @@
 //! `tally.payments.v1` over tonic: authentication from the `authorization` metadata, then the
 //! call on [`PaymentsApi`], with latency and result code recorded per route.
 
+use super::auth::Presented;
 use super::error::ApiError;
 use super::service::PaymentsApi;
 use crate::metrics::Metrics;
 use prost::Message;
 use std::future::Future;
 use std::sync::Arc;
+use tally_net::serve::RemoteAddr;
 use tally_proto::payments as pb;
 use tally_proto::payments::dead_letters_server::{DeadLetters, DeadLettersServer};
 use tally_proto::payments::merchants_server::{Merchants, MerchantsServer};
@@ -79,7 +81,7 @@ fn idempotency_key<T>(request: &Request<T>) -> Option<String> {
 
 /// The credentials of a `Payments` call: the bearer key and, if sent, its signature.
 struct Credentials {
-    authorization: Option<String>,
+    presented: Presented,
     signature: Option<String>,
     /// `/tally%2Epayments%2Ev1%2EPayments/<Method>`: the signed path (no `.`).
     path: String,
@@ -87,7 +89,7 @@ struct Credentials {
 
 fn credentials<T>(request: &Request<T>, method: &str) -> Credentials {
     Credentials {
-        authorization: authorization(request),
+        presented: presented(request),
         signature: request
             .metadata()
             .get("tally-signature")
@@ -105,7 +107,7 @@ impl PaymentsGrpc {
         let body = request.get_ref().encode_to_vec();
         self.api
             .authenticate_signed(
-                credentials.authorization.as_deref(),
+                &credentials.presented,
                 credentials.signature.as_deref(),
                 "POST",
                 &credentials.path,
@@ -115,12 +117,19 @@ impl PaymentsGrpc {
     }
 }
 
-fn authorization<T>(request: &Request<T>) -> Option<String> {
-    request
-        .metadata()
-        .get("authorization")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_string)
+/// The bearer credential of a call and the address it came from.
+fn presented<T>(request: &Request<T>) -> Presented {
+    Presented {
+        authorization: request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string),
+        client: request
+            .extensions()
+            .get::<RemoteAddr>()
+            .map(|remote| remote.0.ip()),
+    }
 }
 
 #[tonic::async_trait]
@@ -310,9 +319,9 @@ impl Merchants for PaymentsGrpc {
         &self,
         request: Request<pb::CreateMerchantRequest>,
     ) -> Result<Response<pb::Merchant>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("create_merchant", async {
-            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.authenticate_admin(auth.authorization())?;
             self.api.create_merchant(request.get_ref()).await
         })
         .await
@@ -322,9 +331,9 @@ impl Merchants for PaymentsGrpc {
         &self,
         request: Request<pb::GetMerchantRequest>,
     ) -> Result<Response<pb::Merchant>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("get_merchant", async {
-            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.authenticate_admin(auth.authorization())?;
             self.api.get_merchant(&request.get_ref().merchant_id).await
         })
         .await
@@ -334,9 +343,9 @@ impl Merchants for PaymentsGrpc {
         &self,
         request: Request<pb::UpdateFeesRequest>,
     ) -> Result<Response<pb::Merchant>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("update_fees", async {
-            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.authenticate_admin(auth.authorization())?;
             self.api.update_fees(request.get_ref()).await
         })
         .await
@@ -346,9 +355,9 @@ impl Merchants for PaymentsGrpc {
         &self,
         request: Request<pb::CreateApiKeyRequest>,
     ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("create_api_key", async {
-            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.authenticate_admin(auth.authorization())?;
             self.api.create_api_key(request.get_ref()).await
         })
         .await
@@ -358,9 +367,9 @@ impl Merchants for PaymentsGrpc {
         &self,
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> Result<Response<pb::Merchant>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("revoke_api_key", async {
-            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.authenticate_admin(auth.authorization())?;
             self.api.revoke_api_key(request.get_ref()).await
         })
         .await
@@ -370,9 +379,9 @@ impl Merchants for PaymentsGrpc {
         &self,
         request: Request<pb::RotateSigningSecretRequest>,
     ) -> Result<Response<pb::RotateSigningSecretResponse>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("rotate_signing_secret", async {
-            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.authenticate_admin(auth.authorization())?;
             self.api.rotate_signing_secret(request.get_ref()).await
         })
         .await
@@ -382,9 +391,9 @@ impl Merchants for PaymentsGrpc {
         &self,
         request: Request<pb::CreateBuyerRequest>,
     ) -> Result<Response<pb::Buyer>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("create_buyer", async {
-            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.authenticate_admin(auth.authorization())?;
             self.api.create_buyer(request.get_ref()).await
         })
         .await
@@ -397,9 +406,9 @@ impl Payouts for PaymentsGrpc {
         &self,
         request: Request<pb::CreatePayoutRequest>,
     ) -> Result<Response<pb::Payout>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("create_payout", async {
-            let caller = self.api.caller(auth.as_deref()).await?;
+            let caller = self.api.caller(&auth).await?;
             self.api.create_payout(&caller, request.get_ref()).await
         })
         .await
@@ -409,9 +418,9 @@ impl Payouts for PaymentsGrpc {
         &self,
         request: Request<pb::GetPayoutRequest>,
     ) -> Result<Response<pb::Payout>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("get_payout", async {
-            let caller = self.api.caller(auth.as_deref()).await?;
+            let caller = self.api.caller(&auth).await?;
             self.api.get_payout(&caller, request.get_ref()).await
         })
         .await
@@ -421,9 +430,9 @@ impl Payouts for PaymentsGrpc {
         &self,
         request: Request<pb::ListPayoutsRequest>,
     ) -> Result<Response<pb::ListPayoutsResponse>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("list_payouts", async {
-            let caller = self.api.caller(auth.as_deref()).await?;
+            let caller = self.api.caller(&auth).await?;
             self.api.list_payouts(&caller, request.get_ref()).await
         })
         .await
@@ -433,9 +442,9 @@ impl Payouts for PaymentsGrpc {
         &self,
         request: Request<pb::CancelPayoutRequest>,
     ) -> Result<Response<pb::Payout>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("cancel_payout", async {
-            let caller = self.api.caller(auth.as_deref()).await?;
+            let caller = self.api.caller(&auth).await?;
             self.api.cancel_payout(&caller, request.get_ref()).await
         })
         .await
@@ -445,9 +454,9 @@ impl Payouts for PaymentsGrpc {
         &self,
         request: Request<pb::SetPayoutScheduleRequest>,
     ) -> Result<Response<pb::PayoutSchedules>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("set_payout_schedule", async {
-            let caller = self.api.caller(auth.as_deref()).await?;
+            let caller = self.api.caller(&auth).await?;
             self.api
                 .set_payout_schedule(&caller, request.get_ref())
                 .await
@@ -462,9 +471,9 @@ impl DeadLetters for PaymentsGrpc {
         &self,
         request: Request<pb::ListDeadLettersRequest>,
     ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("list_dead_letters", async {
-            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.authenticate_admin(auth.authorization())?;
             self.api.list_dead_letters(request.get_ref()).await
         })
         .await
@@ -474,9 +483,9 @@ impl DeadLetters for PaymentsGrpc {
         &self,
         request: Request<pb::GetDeadLetterRequest>,
     ) -> Result<Response<pb::DeadLetter>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("get_dead_letter", async {
-            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.authenticate_admin(auth.authorization())?;
             self.api.get_dead_letter(request.get_ref()).await
         })
         .await
@@ -486,9 +495,9 @@ impl DeadLetters for PaymentsGrpc {
         &self,
         request: Request<pb::RedriveDeadLetterRequest>,
     ) -> Result<Response<pb::WorkStatus>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("redrive_dead_letter", async {
-            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.authenticate_admin(auth.authorization())?;
             self.api.redrive_dead_letter(request.get_ref()).await
         })
         .await
@@ -498,9 +507,9 @@ impl DeadLetters for PaymentsGrpc {
         &self,
         request: Request<pb::DiscardDeadLetterRequest>,
     ) -> Result<Response<pb::WorkStatus>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("discard_dead_letter", async {
-            self.api.authenticate_admin(auth.as_deref())?;
+            self.api.authenticate_admin(auth.authorization())?;
             self.api.discard_dead_letter(request.get_ref()).await
         })
         .await
@@ -513,9 +522,9 @@ impl WebhookEndpoints for PaymentsGrpc {
         &self,
         request: Request<pb::CreateEndpointRequest>,
     ) -> Result<Response<pb::WebhookEndpoint>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("create_endpoint", async {
-            let caller = self.api.caller(auth.as_deref()).await?;
+            let caller = self.api.caller(&auth).await?;
             self.api.create_endpoint(&caller, request.get_ref()).await
         })
         .await
@@ -525,9 +534,9 @@ impl WebhookEndpoints for PaymentsGrpc {
         &self,
         request: Request<pb::ListEndpointsRequest>,
     ) -> Result<Response<pb::ListEndpointsResponse>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("list_endpoints", async {
-            let caller = self.api.caller(auth.as_deref()).await?;
+            let caller = self.api.caller(&auth).await?;
             self.api.list_endpoints(&caller, request.get_ref()).await
         })
         .await
@@ -537,9 +546,9 @@ impl WebhookEndpoints for PaymentsGrpc {
         &self,
         request: Request<pb::RotateSecretRequest>,
     ) -> Result<Response<pb::WebhookEndpoint>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("rotate_secret", async {
-            let caller = self.api.caller(auth.as_deref()).await?;
+            let caller = self.api.caller(&auth).await?;
             self.api.rotate_secret(&caller, request.get_ref()).await
         })
         .await
@@ -549,9 +558,9 @@ impl WebhookEndpoints for PaymentsGrpc {
         &self,
         request: Request<pb::DeleteEndpointRequest>,
     ) -> Result<Response<pb::ListEndpointsResponse>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("delete_endpoint", async {
-            let caller = self.api.caller(auth.as_deref()).await?;
+            let caller = self.api.caller(&auth).await?;
             self.api.delete_endpoint(&caller, request.get_ref()).await
         })
         .await
@@ -561,9 +570,9 @@ impl WebhookEndpoints for PaymentsGrpc {
         &self,
         request: Request<pb::ListDeliveriesRequest>,
     ) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("list_deliveries", async {
-            let caller = self.api.caller(auth.as_deref()).await?;
+            let caller = self.api.caller(&auth).await?;
             self.api.list_deliveries(&caller, request.get_ref()).await
         })
         .await
@@ -573,9 +582,9 @@ impl WebhookEndpoints for PaymentsGrpc {
         &self,
         request: Request<pb::RedeliverRequest>,
     ) -> Result<Response<pb::WebhookDelivery>, Status> {
-        let auth = authorization(&request);
+        let auth = presented(&request);
         self.call("redeliver", async {
-            let caller = self.api.caller(auth.as_deref()).await?;
+            let caller = self.api.caller(&auth).await?;
             self.api.redeliver(&caller, request.get_ref()).await
         })
         .await

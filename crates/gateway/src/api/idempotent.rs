@@ -43,6 +43,21 @@ enum StoredAnswer {
     },
 }
 
+/// A client's idempotency key as sent (`Idempotency-Key` header or gRPC metadata): 1 to
+/// [`CLIENT_IDEMPOTENCY_KEY_BYTES_MAX`] printable ASCII characters.
+pub fn check_client_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty()
+        || key.len() > CLIENT_IDEMPOTENCY_KEY_BYTES_MAX
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ApiError::invalid(
+            "idempotency_key_invalid",
+            format!("an idempotency key is 1 to {CLIENT_IDEMPOTENCY_KEY_BYTES_MAX} printable ASCII characters"),
+        ));
+    }
+    Ok(())
+}
+
 fn is_final(error: &ApiError) -> bool {
     !matches!(
         error.kind,
@@ -68,15 +83,7 @@ impl PaymentsApi {
         let Some(key) = key else {
             return call.await;
         };
-        if key.is_empty()
-            || key.len() > CLIENT_IDEMPOTENCY_KEY_BYTES_MAX
-            || !key.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return Err(ApiError::invalid(
-                "idempotency_key_invalid",
-                format!("an idempotency key is 1 to {CLIENT_IDEMPOTENCY_KEY_BYTES_MAX} printable ASCII characters"),
-            ));
-        }
+        check_client_key(key)?;
         let scoped = format!("{merchant}/{key}");
         debug_assert!(scoped.len() <= IDEMPOTENCY_KEY_BYTES_MAX);
         let scoped = IdempotencyKey::new(scoped)

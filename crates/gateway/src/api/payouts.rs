@@ -1,6 +1,7 @@
 //! Payouts and the dead-letter queue on [`PaymentsApi`]: a merchant pays out its own available
 //! balance, the operator any merchant's, and only the operator works the dead-letter queue.
 
+use super::auth::Presented;
 use super::convert::{self, id};
 use super::error::{ApiError, ErrorKind};
 use super::service::{unexpected_answer, PaymentsApi, LIST_PAGE_SIZE_DEFAULT};
@@ -22,11 +23,11 @@ pub enum Caller {
 
 impl PaymentsApi {
     /// The admin token makes the operator; anything else must be a merchant's API key.
-    pub async fn caller(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
-        if self.authenticate_admin(authorization).is_ok() {
+    pub async fn caller(&self, presented: &Presented) -> Result<Caller, ApiError> {
+        if self.authenticate_admin(presented.authorization()).is_ok() {
             return Ok(Caller::Operator);
         }
-        Ok(Caller::Merchant(self.authenticate(authorization).await?))
+        Ok(Caller::Merchant(self.authenticate(presented).await?))
     }
 
     /// The merchant a payout or webhook call acts for.

@@ -5,10 +5,11 @@
 //! Stateless: every decision lands in the replicated ledger, so any number of gateways serve the
 //! same merchants. Rate-limit buckets are per gateway (a limit is per gateway copy).
 
+use super::auth::{key_lookup_limiter, CachedKey};
 use super::convert::{self, id};
+use super::create_input::{parse_create, refuse_cards, CreateInput};
 use super::error::{ApiError, ErrorKind};
-use crate::api_key::{self, ApiKeyHash, StoredApiKey};
-use crate::card_number::refuse_card_numbers;
+use crate::api_key;
 use crate::executor::Clock;
 use crate::idempotency_hash::request_hash;
 use crate::lru::LruMap;
@@ -21,23 +22,17 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 use tally_ledger::limits::NANOS_PER_MILLISECOND;
 use tally_ledger::payment::{
-    ApiKeyId, BuyerId, CheckoutId, MerchantId, NewBuyer, NewMerchant, NewOrder, NewPayment,
-    OrderId, OrderState, Payment, PaymentCommand, PaymentError, PaymentMethod, PaymentOutcome,
-    PaymentQuery, PaymentQueryResult, PspName, RefundId, RefundState, RiskOutcome, RiskRecord,
-    SigningSecret, PAYMENTS_PAGE_MAX,
+    BuyerId, CheckoutId, MerchantId, NewBuyer, NewMerchant, NewPayment, OrderId, OrderState,
+    Payment, PaymentCommand, PaymentError, PaymentMethod, PaymentOutcome, PaymentQuery,
+    PaymentQueryResult, PspName, RefundId, RefundState, RiskOutcome, RiskRecord, PAYMENTS_PAGE_MAX,
 };
 use tally_ledger::{format_amount, Currency};
 use tally_proto::client::LedgerClient;
 use tally_proto::payments as pb;
 use tally_psp::{ErrorKind as PspErrorKind, Psp, PspError, RefundRequest};
 
-/// Metadata entries a payment request may carry.
-pub const METADATA_ENTRIES_MAX: usize = 16;
-/// Bytes of one metadata key or value.
-pub const METADATA_VALUE_BYTES_MAX: usize = 512;
 /// Stripe's retention of idempotency keys: 24 hours.
 pub const IDEMPOTENCY_RETENTION_MS_DEFAULT: u64 = 24 * 60 * 60 * 1_000;
 
@@ -73,36 +68,23 @@ pub struct ApiConfig {
 /// API key records one gateway keeps (the least recently used goes first).
 pub const API_KEYS_CACHED_MAX: usize = 100_000;
 
-#[derive(Clone)]
-struct CachedKey {
-    merchant_id: MerchantId,
-    stored: StoredApiKey,
-    signing_secrets: Vec<SigningSecret>,
-    fetched_at_ms: u64,
-}
-
-/// A caller whose API key checked out.
-struct KeyHolder {
-    merchant_id: MerchantId,
-    key_id: ApiKeyId,
-    signing_secrets: Vec<SigningSecret>,
-}
-
 pub struct PaymentsApi {
     ledger: LedgerClient,
     psp: Arc<dyn Psp>,
     risk: Arc<dyn RiskService>,
-    rate_limiter: Mutex<RateLimiter>,
+    pub(super) rate_limiter: Mutex<RateLimiter>,
+    /// Ledger reads of API keys this copy has not cached, per client address.
+    pub(super) key_lookups: Mutex<RateLimiter>,
     /// Nonces of signed requests this copy saw within the replay window: refuses a replay to
     /// this copy without a ledger round trip. The replicated record (`claim_nonce`) is what
     /// refuses it on every copy.
-    nonces: Mutex<NonceCache>,
-    /// Key records by key id, each reused for `api_key_cache_ms`.
-    key_cache: Mutex<LruMap<Option<CachedKey>>>,
+    pub(super) nonces: Mutex<NonceCache>,
+    /// Key lookups by key id, found or not, each reused for `api_key_cache_ms`.
+    pub(super) key_cache: Mutex<LruMap<Option<CachedKey>>>,
     /// Draws API key secrets. Seeded from the OS in production, from a seed in simulations.
     rng: Mutex<StdRng>,
     clock: Clock,
-    config: ApiConfig,
+    pub(super) config: ApiConfig,
 }
 
 impl PaymentsApi {
@@ -121,6 +103,7 @@ impl PaymentsApi {
             risk,
             rate_limiter: Mutex::new(rate_limiter),
             key_cache: Mutex::new(LruMap::new(API_KEYS_CACHED_MAX)),
+            key_lookups: Mutex::new(key_lookup_limiter()),
             nonces: Mutex::new(
                 NonceCache::new(signing::NONCE_CACHE_ENTRIES_MAX)
                     .expect("the module's own bound is valid"),
@@ -161,187 +144,8 @@ impl PaymentsApi {
         self.config.idempotency_retention_ms
     }
 
-    fn now_ms(&self) -> u64 {
+    pub(super) fn now_ms(&self) -> u64 {
         (self.clock)() / NANOS_PER_MILLISECOND
-    }
-
-    // ---- authentication --------------------------------------------------------------------
-
-    /// The merchant an `authorization: Bearer tk_…` header belongs to, after its rate limit.
-    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<MerchantId, ApiError> {
-        Ok(self.authenticate_key(authorization).await?.merchant_id)
-    }
-
-    async fn authenticate_key(&self, authorization: Option<&str>) -> Result<KeyHolder, ApiError> {
-        let presented = bearer(authorization)?;
-        let key = api_key::parse(presented)
-            .map_err(|error| ApiError::unauthenticated(error.code(), error.to_string()))?;
-        let key_id = tally_ledger::payment::ApiKeyId::new(key.key_id().as_str())
-            .map_err(|error| ApiError::unauthenticated("api_key_malformed", error.to_string()))?;
-        let (merchant_id, stored, signing_secrets) = match self.cached_key(&key_id) {
-            Some(cached) => (
-                Some(cached.merchant_id),
-                Some(cached.stored),
-                cached.signing_secrets,
-            ),
-            None => self.fetch_key(&key_id).await?,
-        };
-        api_key::verify(&key, stored.as_ref())
-            .map_err(|error| ApiError::unauthenticated(error.code(), error.to_string()))?;
-        let merchant_id = merchant_id.ok_or_else(|| {
-            ApiError::unauthenticated("api_key_unknown", "the API key is not known")
-        })?;
-        let limited = self
-            .rate_limiter
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .check(merchant_id.as_str(), self.now_ms());
-        if let Err(limited) = limited {
-            let mut error = ApiError::new(
-                ErrorKind::ResourceExhausted,
-                limited.code(),
-                limited.to_string(),
-            );
-            error.retry_after_ms = Some(limited.retry_after_ms);
-            return Err(error);
-        }
-        Ok(KeyHolder {
-            merchant_id,
-            key_id,
-            signing_secrets,
-        })
-    }
-
-    /// A key record read from the ledger within `api_key_cache_ms`, if any.
-    fn cached_key(&self, key_id: &tally_ledger::payment::ApiKeyId) -> Option<CachedKey> {
-        let ttl_ms = self.config.api_key_cache_ms;
-        if ttl_ms == 0 {
-            return None;
-        }
-        let now_ms = self.now_ms();
-        let mut cache = self
-            .key_cache
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        cache
-            .get_or_insert_with(key_id.as_str(), || None)
-            .as_ref()
-            .filter(|cached| now_ms.saturating_sub(cached.fetched_at_ms) < ttl_ms)
-            .cloned()
-    }
-
-    /// The merchant holding `key_id` and the key's stored record, from the ledger (cached).
-    async fn fetch_key(
-        &self,
-        key_id: &tally_ledger::payment::ApiKeyId,
-    ) -> Result<(Option<MerchantId>, Option<StoredApiKey>, Vec<SigningSecret>), ApiError> {
-        let merchant = match self
-            .ledger
-            .query_payments(&PaymentQuery::MerchantByApiKey {
-                key_id: key_id.clone(),
-            })
-            .await?
-        {
-            PaymentQueryResult::Merchant(merchant) => merchant,
-            _ => return Err(unexpected_answer()),
-        };
-        let Some(merchant) = merchant else {
-            return Ok((None, None, Vec::new()));
-        };
-        let record = merchant
-            .api_keys
-            .iter()
-            .find(|record| record.key_id == *key_id);
-        let stored = record.map(|record| StoredApiKey {
-            hash: ApiKeyHash(record.secret_hash),
-            revoked: record.revoked_at_ns.is_some(),
-        });
-        let signing_secrets = record.map_or_else(Vec::new, |record| record.signing_secrets.clone());
-        if let (Some(stored), true) = (stored, self.config.api_key_cache_ms > 0) {
-            let fetched_at_ms = self.now_ms();
-            let mut cache = self
-                .key_cache
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            *cache.get_or_insert_with(key_id.as_str(), || None) = Some(CachedKey {
-                merchant_id: merchant.id.clone(),
-                stored,
-                signing_secrets: signing_secrets.clone(),
-                fetched_at_ms,
-            });
-        }
-        Ok((Some(merchant.id), stored, signing_secrets))
-    }
-
-    /// `authenticate`, then the request's signature if it has one (or if this gateway requires
-    /// one). The signature is an HMAC keyed by the API key's signing secret (never the bearer
-    /// key, which travels in the request) over `t.nonce.METHOD.path.body` (see `signing`); gRPC
-    /// calls sign the method path with `.` written `%2E` and the protobuf-encoded request as the
-    /// body. Checked after the key, so only a merchant's own requests reach the nonce stores:
-    /// this copy's cache first, then the replicated record every copy checks.
-    pub async fn authenticate_signed(
-        &self,
-        authorization: Option<&str>,
-        signature: Option<&str>,
-        method: &str,
-        path: &str,
-        body: &[u8],
-    ) -> Result<MerchantId, ApiError> {
-        let holder = self.authenticate_key(authorization).await?;
-        let Some(header) = signature else {
-            if self.config.require_signatures {
-                return Err(ApiError::unauthenticated(
-                    "signature_missing",
-                    "this gateway requires signed requests: send tally-signature: t=<unix_ms>,nonce=<hex>,v1=<HMAC-SHA256(signing secret, t.nonce.METHOD.path.body)>",
-                ));
-            }
-            return Ok(holder.merchant_id);
-        };
-        let refused = |error: signing::SignatureError| {
-            ApiError::unauthenticated(error.code(), error.to_string())
-        };
-        let now_ms = self.now_ms();
-        let secrets: Vec<&[u8]> = holder
-            .signing_secrets
-            .iter()
-            .map(SigningSecret::expose)
-            .collect();
-        if secrets.is_empty() {
-            return Err(refused(signing::SignatureError::Mismatch));
-        }
-        let checked =
-            signing::check(&secrets, header, method, path, body, now_ms).map_err(refused)?;
-        self.nonces
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remember(&checked, now_ms)
-            .map_err(refused)?;
-        self.claim_nonce(&holder.key_id, &checked).await?;
-        Ok(holder.merchant_id)
-    }
-
-    /// Checks the operator token of the `Merchants` API, in constant time.
-    pub fn authenticate_admin(&self, authorization: Option<&str>) -> Result<(), ApiError> {
-        let Some(expected) = &self.config.admin_token else {
-            return Err(ApiError::new(
-                ErrorKind::PermissionDenied,
-                "admin_api_disabled",
-                "the merchants API is disabled: start the gateway with --admin-token",
-            ));
-        };
-        let presented = bearer(authorization)?;
-        let equal: bool = presented
-            .as_bytes()
-            .ct_eq(expected.expose().as_bytes())
-            .into();
-        if equal {
-            Ok(())
-        } else {
-            Err(ApiError::unauthenticated(
-                "admin_token_invalid",
-                "the admin token is not valid",
-            ))
-        }
     }
 
     // ---- payments ----------------------------------------------------------------------------
@@ -351,45 +155,15 @@ impl PaymentsApi {
         merchant: &MerchantId,
         request: &pb::CreatePaymentRequest,
     ) -> Result<pb::Payment, ApiError> {
-        refuse_cards_in_create(request)?;
-        if request.metadata.len() > METADATA_ENTRIES_MAX
-            || request.metadata.iter().any(|(k, v)| {
-                k.len() > METADATA_VALUE_BYTES_MAX || v.len() > METADATA_VALUE_BYTES_MAX
-            })
-        {
-            return Err(ApiError::invalid(
-                "metadata_too_large",
-                format!("metadata holds at most {METADATA_ENTRIES_MAX} entries of at most {METADATA_VALUE_BYTES_MAX} bytes each"),
-            ));
-        }
-        let checkout_id: CheckoutId = id("checkout_id", &request.checkout_id)?;
-        let buyer_id: BuyerId = id("buyer_id", &request.buyer_id)?;
-        let method = convert::method_from_pb(request.payment_method.as_ref())?;
-        let capture = convert::capture_from_pb(request.capture_method)?;
-        if request.orders.is_empty() {
-            return Err(ApiError::invalid(
-                "order_count",
-                "orders is empty: a checkout needs at least one order",
-            ));
-        }
-        let mut orders = Vec::with_capacity(request.orders.len());
-        for (index, order) in request.orders.iter().enumerate() {
-            let field = |name: &str| format!("orders[{index}].{name}");
-            let currency = convert::currency(&field("currency"), &order.currency)?;
-            orders.push(NewOrder {
-                order_id: id(&field("order_id"), &order.order_id)?,
-                seller_id: id(&field("seller_id"), &order.seller_id)?,
-                amount_minor: convert::amount(&field("amount"), &order.amount, currency)?,
-                currency,
-            });
-        }
-        let currency = orders[0].currency;
-        if orders.iter().any(|order| order.currency != currency) {
-            return Err(ApiError::invalid(
-                "mixed_currencies",
-                "all orders of a checkout must be in one currency: split it into several checkouts",
-            ));
-        }
+        let CreateInput {
+            checkout_id,
+            buyer_id,
+            method,
+            capture,
+            orders,
+            currency,
+            total_minor,
+        } = parse_create(request)?;
         let hash = request_hash(
             "POST",
             "/tally.payments.v1.Payments/CreatePayment",
@@ -409,12 +183,6 @@ impl PaymentsApi {
                 return Ok(convert::payment_to_pb(&existing));
             }
         }
-        let total_minor = orders
-            .iter()
-            .try_fold(0u64, |sum, order| sum.checked_add(order.amount_minor))
-            .ok_or_else(|| {
-                ApiError::invalid("amount_overflow", "the orders' total is too large")
-            })?;
         let risk = match &method {
             Some(method) => self.assess(&buyer_id, method, total_minor, currency, orders.len())?,
             // An intent is assessed when it is confirmed with a method.
@@ -1058,64 +826,6 @@ fn psp_error(error: PspError) -> ApiError {
             ),
         ),
     }
-}
-
-fn bearer(authorization: Option<&str>) -> Result<&str, ApiError> {
-    authorization
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|token| !token.is_empty())
-        .ok_or_else(|| {
-            ApiError::unauthenticated("credentials_missing", "send `authorization: Bearer <key>`")
-        })
-}
-
-fn refuse_cards<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<(), ApiError> {
-    refuse_card_numbers(fields).map_err(|found| {
-        ApiError::invalid(
-            found.code(),
-            format!(
-                "{} looks like a card number; send cards as PSP tokens only, never their numbers",
-                found.field
-            ),
-        )
-    })
-}
-
-/// Every free-text field of a create request, scanned before anything else is looked at.
-fn refuse_cards_in_create(request: &pb::CreatePaymentRequest) -> Result<(), ApiError> {
-    let mut fields: Vec<(String, &str)> = vec![
-        ("checkout_id".to_string(), request.checkout_id.as_str()),
-        ("buyer_id".to_string(), request.buyer_id.as_str()),
-    ];
-    match request
-        .payment_method
-        .as_ref()
-        .and_then(|m| m.method.as_ref())
-    {
-        Some(pb::payment_method::Method::CardToken(token)) => {
-            fields.push(("payment_method.card_token".to_string(), token.as_str()));
-        }
-        Some(pb::payment_method::Method::Hosted(hosted)) => {
-            fields.push((
-                "payment_method.return_url".to_string(),
-                hosted.return_url.as_str(),
-            ));
-        }
-        _ => {}
-    }
-    for (index, order) in request.orders.iter().enumerate() {
-        fields.push((format!("orders[{index}].order_id"), order.order_id.as_str()));
-        fields.push((
-            format!("orders[{index}].seller_id"),
-            order.seller_id.as_str(),
-        ));
-    }
-    for (key, value) in &request.metadata {
-        fields.push(("metadata key".to_string(), key.as_str()));
-        fields.push((format!("metadata[{key}]"), value.as_str()));
-    }
-    refuse_cards(fields.iter().map(|(field, value)| (field.as_str(), *value)))
 }
 
 fn parse_page_token(token: &str) -> Result<(u64, CheckoutId), ApiError> {

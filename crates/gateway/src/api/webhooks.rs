@@ -7,7 +7,7 @@ use super::payouts::Caller;
 use super::service::{unexpected_answer, PaymentsApi, LIST_PAGE_SIZE_DEFAULT};
 use tally_ledger::payment::{
     delivery_id, PaymentCommand, PaymentOutcome, PaymentQuery, PaymentQueryResult, WebhookEndpoint,
-    WorkRef, WORK_PAGE_MAX,
+    WebhookSecret, WorkRef, WORK_PAGE_MAX,
 };
 use tally_proto::payments as pb;
 
@@ -113,7 +113,7 @@ impl PaymentsApi {
             .execute(PaymentCommand::RotateWebhookSecret {
                 merchant_id,
                 endpoint_id: request.endpoint_id.clone(),
-                secret: secret.clone(),
+                secret: WebhookSecret(secret.clone()),
                 keep_previous: request.keep_previous,
             })
             .await?

@@ -43,22 +43,24 @@ struct Args {
     /// Name of the PSP in the ledger's chart of accounts.
     #[arg(long, env = "TALLY_PSP_NAME", default_value = "sim")]
     psp_name: String,
-    /// Secret the PSP signs its webhooks with.
     /// Secrets PSP webhooks may be signed with: repeat the flag (or separate by commas) while
     /// rotating, so the old and the new secret are both accepted until the PSP has switched.
     #[arg(
         long,
         env = "TALLY_PSP_WEBHOOK_SECRET",
+        hide_env_values = true,
         default_value = "dev-webhook-secret",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = secret_arg
     )]
-    psp_webhook_secret: Vec<String>,
+    psp_webhook_secret: Vec<Secret<String>>,
     #[arg(long, env = "TALLY_PSP_TIMEOUT_MS", default_value_t = 10_000)]
     psp_timeout_ms: u64,
     /// Bearer token of the merchants (operator) API; unset disables that API.
-    #[arg(long, env = "TALLY_ADMIN_TOKEN")]
-    admin_token: Option<String>,
-    /// Requests a merchant may burst, then `--rate-limit-per-s` sustained.
+    #[arg(long, env = "TALLY_ADMIN_TOKEN", hide_env_values = true, value_parser = secret_arg)]
+    admin_token: Option<Secret<String>>,
+    /// Requests a merchant, and each of its API keys, may burst, then `--rate-limit-per-s`
+    /// sustained (per gateway copy; a key's budget is checked before its record is read).
     #[arg(long, default_value_t = 1_000)]
     rate_limit_burst: u32,
     #[arg(long, default_value_t = 500)]
@@ -162,6 +164,11 @@ struct Args {
     log_format: String,
 }
 
+/// A secret flag's value, masked from `Debug` the moment it is parsed.
+fn secret_arg(value: &str) -> Result<Secret<String>, std::convert::Infallible> {
+    Ok(Secret::new(value.to_string()))
+}
+
 fn amounts_by_currency(flag: &str, given: &[String]) -> Result<BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
     for entry in given {
@@ -229,7 +236,7 @@ fn settings(args: &Args) -> Result<GatewaySettings> {
     Ok(GatewaySettings {
         api: ApiConfig {
             psp_name: PspName::new(args.psp_name.clone()).context("--psp-name")?,
-            admin_token: args.admin_token.clone().map(Secret::new),
+            admin_token: args.admin_token.clone(),
             risk_fallback: FallbackLimits {
                 proceed_amount_minor_max_by_currency: amounts_by_currency(
                     "risk-fallback-max",
@@ -351,7 +358,7 @@ async fn main() -> Result<()> {
             webhook_secrets: args
                 .psp_webhook_secret
                 .iter()
-                .map(|secret| secret.clone().into_bytes())
+                .map(|secret| secret.expose().clone().into_bytes())
                 .collect(),
         },
         &https_dialer,
@@ -385,4 +392,30 @@ async fn main() -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parsed_flags_debug_print_no_secret() {
+        let args = Args::try_parse_from([
+            "tally-gateway",
+            "--nodes",
+            "https://127.0.0.1:7100",
+            "--insecure-dev",
+            "--admin-token",
+            "adm_6f1d2c",
+            "--psp-webhook-secret",
+            "whsec_a81f,whsec_b92e",
+        ])
+        .expect("the flags parse");
+        let shown = format!("{args:?}");
+        for secret in ["adm_6f1d2c", "whsec_a81f", "whsec_b92e"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert_eq!(args.psp_webhook_secret.len(), 2);
+        assert_eq!(args.psp_webhook_secret[1].expose(), "whsec_b92e");
+    }
 }

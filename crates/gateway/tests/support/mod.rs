@@ -54,6 +54,8 @@ pub struct Stack {
     pub psp: Arc<tally_psp::SimPsp>,
     node_stop: Option<tokio::sync::oneshot::Sender<()>>,
     node_task: Option<tokio::task::JoinHandle<()>>,
+    /// `api_key_cache_ms` of the gateways started from now on (1 s unless set).
+    pub key_cache_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Stack {
@@ -134,6 +136,7 @@ impl Stack {
             psp,
             node_stop: Some(stop),
             node_task: Some(node_task),
+            key_cache_ms: std::sync::atomic::AtomicU64::new(1_000),
         };
         stack.wait_ready().await;
         stack
@@ -205,7 +208,7 @@ impl Stack {
                 idempotency_lease_ms: 5_000,
                 idempotency_retention_ms: tally_gateway::api::IDEMPOTENCY_RETENTION_MS_DEFAULT,
                 require_signatures: false,
-                api_key_cache_ms: 1_000,
+                api_key_cache_ms: self.key_cache_ms.load(std::sync::atomic::Ordering::Relaxed),
                 // The tests' merchant endpoints listen on plain loopback HTTP.
                 webhook_allow_http: true,
             },
@@ -380,6 +383,16 @@ impl Stack {
     /// The ledger's full audit (zero-sum per currency, flags, holds, held funds vs orders).
     pub fn audit(&self) {
         tally_ledger::audit(&ledger_view(&*self.kv)).expect("ledger invariants hold");
+    }
+
+    /// Stops the node (gateways stay up and find the ledger unavailable).
+    pub async fn stop_node(&mut self) {
+        if let Some(stop) = self.node_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.node_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
     }
 
     pub async fn stop(mut self) {

@@ -267,7 +267,7 @@ pub enum PaymentCommand {
     RotateWebhookSecret {
         merchant_id: MerchantId,
         endpoint_id: String,
-        secret: String,
+        secret: super::WebhookSecret,
         keep_previous: bool,
     },
     RemoveWebhookEndpoint {

@@ -29,7 +29,7 @@ pub use model::{
 };
 pub use outbox::{
     delivery_id, Delivery, DeliveryAttempt, DeliveryOutcome, DeliveryState, OrderEvent,
-    WebhookEndpoint,
+    WebhookEndpoint, WebhookSecret,
 };
 pub use payout::{Payout, PayoutInterval, PayoutSchedule, PayoutState, WorkState};
 pub use query::{

@@ -308,48 +308,40 @@ impl Order {
             .sum()
     }
 
-    /// Checks the order's own accounting. Called on every order a command writes.
+    /// The first rule of the order's own accounting it breaks, if any.
+    pub fn inconsistency(&self) -> Option<String> {
+        let id = &self.order_id;
+        let broken = if self.captured_minor > self.amount_minor {
+            "captured more than the amount"
+        } else if self.authorized_minor > self.amount_minor {
+            "authorized more than the amount"
+        } else if self.fee_minor > self.captured_minor {
+            "fee above captured"
+        } else if self.refund_committed_minor() > self.captured_minor {
+            "refunds above captured"
+        } else if self.fee_refunded_committed_minor() > self.fee_minor {
+            "fee refunds above the fee"
+        } else if self.held_minor > self.captured_minor - self.fee_minor {
+            "more held than captured net of fees"
+        } else if self.refunds.len() > crate::limits::REFUNDS_PER_ORDER_MAX {
+            "more refunds than an order may have"
+        } else if self.attempts.len() > crate::limits::ATTEMPTS_KEPT_MAX {
+            "attempt log over its bound"
+        } else if self.webhook_events.len() > crate::limits::WEBHOOK_EVENTS_PER_ORDER_MAX {
+            "webhook event log over its bound"
+        } else if self.captured_minor > 0 && self.state != OrderState::Succeeded {
+            "captured but not succeeded"
+        } else {
+            return None;
+        };
+        Some(format!("order {id}: {broken}"))
+    }
+
+    /// Checks the order's own accounting. Called on every order a command writes: a broken
+    /// rule there is a bug in the command.
     pub fn assert_consistent(&self) {
-        assert!(
-            self.captured_minor <= self.amount_minor,
-            "{}: captured more than the amount",
-            self.order_id
-        );
-        assert!(
-            self.authorized_minor <= self.amount_minor,
-            "{}: authorized more than the amount",
-            self.order_id
-        );
-        assert!(
-            self.fee_minor <= self.captured_minor,
-            "{}: fee above captured",
-            self.order_id
-        );
-        assert!(
-            self.refund_committed_minor() <= self.captured_minor,
-            "{}: refunds above captured",
-            self.order_id
-        );
-        assert!(
-            self.fee_refunded_committed_minor() <= self.fee_minor,
-            "{}: fee refunds above the fee",
-            self.order_id
-        );
-        assert!(
-            self.held_minor <= self.captured_minor - self.fee_minor,
-            "{}: more held than captured net of fees",
-            self.order_id
-        );
-        assert!(self.refunds.len() <= crate::limits::REFUNDS_PER_ORDER_MAX);
-        assert!(self.attempts.len() <= crate::limits::ATTEMPTS_KEPT_MAX);
-        assert!(self.webhook_events.len() <= crate::limits::WEBHOOK_EVENTS_PER_ORDER_MAX);
-        if self.captured_minor > 0 {
-            assert_eq!(
-                self.state,
-                OrderState::Succeeded,
-                "{}: captured but not succeeded",
-                self.order_id
-            );
+        if let Some(broken) = self.inconsistency() {
+            panic!("{broken}");
         }
     }
 }

@@ -37,6 +37,18 @@ impl std::fmt::Debug for WebhookEndpoint {
     }
 }
 
+/// A webhook signing secret in a command: the same bytes on the wire as a `String` (serde
+/// transparent), but `Debug` never shows it, so a logged command leaks nothing.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WebhookSecret(pub String);
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WebhookSecret([{} bytes masked])", self.0.len())
+    }
+}
+
 impl WebhookEndpoint {
     pub fn wants(&self, kind: &str) -> bool {
         self.event_types.is_empty() || self.event_types.iter().any(|t| t == kind)
@@ -132,14 +144,23 @@ impl Delivery {
         self.state == DeliveryState::Pending && !matches!(self.work, WorkState::Dead { .. })
     }
 
+    /// The first rule of the delivery's own record it breaks, if any.
+    pub fn inconsistency(&self) -> Option<String> {
+        let broken = if self.attempts.len() > ATTEMPTS_KEPT_MAX {
+            "attempt log over its bound"
+        } else if (self.state != DeliveryState::Pending) != (self.work == WorkState::Idle) {
+            "not settled exactly when no work is left"
+        } else {
+            return None;
+        };
+        Some(format!("delivery {}: {broken}", self.id()))
+    }
+
+    /// Called on every delivery a command writes: a broken rule there is a bug in the command.
     pub fn assert_consistent(&self) {
-        assert!(self.attempts.len() <= ATTEMPTS_KEPT_MAX);
-        assert_eq!(
-            self.state != DeliveryState::Pending,
-            self.work == WorkState::Idle,
-            "{}: settled exactly when no work is left",
-            self.id()
-        );
+        if let Some(broken) = self.inconsistency() {
+            panic!("{broken}");
+        }
     }
 }
 
@@ -154,7 +175,8 @@ pub fn event_id(seq: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::WebhookEndpoint;
+    use super::{WebhookEndpoint, WebhookSecret};
+    use crate::payment::{MerchantId, PaymentCommand};
 
     #[test]
     fn debug_shows_how_many_secrets_an_endpoint_has_but_not_them() {
@@ -168,5 +190,22 @@ mod tests {
         let shown = format!("{endpoint:?}");
         assert!(!shown.contains("whsec"), "{shown}");
         assert!(shown.contains("[2 masked]"), "{shown}");
+    }
+
+    #[test]
+    fn a_rotate_command_logged_shows_no_secret_and_encodes_as_a_plain_string() {
+        let secret = WebhookSecret("whsec_rotated_89ab".to_string());
+        let command = PaymentCommand::RotateWebhookSecret {
+            merchant_id: MerchantId::new("m1").unwrap(),
+            endpoint_id: "ep1".to_string(),
+            secret: secret.clone(),
+            keep_previous: true,
+        };
+        let shown = format!("{command:?}");
+        assert!(!shown.contains("whsec"), "{shown}");
+        assert_eq!(
+            postcard::to_allocvec(&secret).unwrap(),
+            postcard::to_allocvec("whsec_rotated_89ab").unwrap()
+        );
     }
 }

@@ -101,27 +101,26 @@ pub struct Payout {
 }
 
 impl Payout {
-    pub fn assert_consistent(&self) {
-        assert!(self.amount_minor > 0, "{}: payout of zero", self.payout_id);
-        assert!(
-            self.attempts.len() <= crate::limits::ATTEMPTS_KEPT_MAX,
-            "{}: attempt log over its bound",
-            self.payout_id
-        );
-        if self.state.is_final() {
-            assert_eq!(
-                self.work,
-                WorkState::Idle,
-                "{}: final payout still has work",
-                self.payout_id
-            );
+    /// The first rule of the payout's own record it breaks, if any.
+    pub fn inconsistency(&self) -> Option<String> {
+        let broken = if self.amount_minor == 0 {
+            "payout of zero"
+        } else if self.attempts.len() > crate::limits::ATTEMPTS_KEPT_MAX {
+            "attempt log over its bound"
+        } else if self.state.is_final() && self.work != WorkState::Idle {
+            "final payout still has work"
+        } else if !self.state.is_final() && self.work == WorkState::Idle {
+            "open payout has no work scheduled"
         } else {
-            assert_ne!(
-                self.work,
-                WorkState::Idle,
-                "{}: open payout has no work scheduled",
-                self.payout_id
-            );
+            return None;
+        };
+        Some(format!("payout {}: {broken}", self.payout_id))
+    }
+
+    /// Called on every payout a command writes: a broken rule there is a bug in the command.
+    pub fn assert_consistent(&self) {
+        if let Some(broken) = self.inconsistency() {
+            panic!("{broken}");
         }
     }
 }

@@ -8,10 +8,13 @@
 //! once but may be lost by a crash until a later synced write.
 
 mod mem;
+#[cfg(feature = "rocksdb")]
 mod rocks;
+#[cfg(feature = "rocksdb")]
 mod rocks_stage;
 
 pub use mem::MemKv;
+#[cfg(feature = "rocksdb")]
 pub use rocks::{RocksKv, SNAPSHOTS_DIR};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -149,8 +149,9 @@ fn stage_and_commit<K: Kv, R: Read>(
         Ok(Err(violation)) => return Err(refuse(violation.to_string())),
         Err(panic) => {
             let message = panic
-                .downcast_ref::<String>()
-                .cloned()
+                .downcast_ref::<tally_ledger::StoreFailure>()
+                .map(|failure| failure.message.clone())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unreadable state".to_owned());
             return Err(refuse(format!("its state cannot be read: {message}")));

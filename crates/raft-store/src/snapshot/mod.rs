@@ -8,7 +8,7 @@ mod build;
 mod data;
 mod install;
 mod record;
-mod stream;
+pub(crate) mod stream;
 
 pub use build::{build, Built};
 pub use data::SnapshotData;

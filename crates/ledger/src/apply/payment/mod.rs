@@ -157,7 +157,7 @@ fn dispatch<S: LedgerRead>(
             txn,
             merchant_id,
             endpoint_id,
-            secret,
+            &secret.0,
             *keep_previous,
             now_ns,
         ),
