@@ -98,8 +98,8 @@ failed=0
 printf '%-16s %8s %14s %10s %8s %s\n' target seconds executions exec/s corpus result
 for target in "${targets[@]}"; do
   log="$work/logs/$target.log"
-  runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -n 1 | awk '{print $2}')
-  rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | tail -n 1 | awk '{print $2}')
+  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -n 1 | awk '{print $2}')
+  rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | tail -n 1 | awk '{print $2}')
   corpus=$(ls "$work/corpus/$target" | wc -l)
   status=$(cat "$work/logs/$target.status" 2>/dev/null || echo failed)
   printf '%-16s %8s %14s %10s %8s %s\n' "$target" "$seconds" "${runs:-?}" "${rate:-?}" "$corpus" "$status"
