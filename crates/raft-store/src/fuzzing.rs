@@ -140,10 +140,7 @@ pub fn apply_requests(requests: &[&[u8]]) {
         let Ok(request) = decode::<LedgerRequest>(bytes) else {
             continue;
         };
-        let entry = Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), position as u64 + 1),
-            payload: EntryPayload::Normal(request),
-        };
+        let entry = normal_entry(position, request);
         machine
             .apply_entry(&entry)
             .expect("applying to the in-memory store reads only rows apply wrote");
@@ -164,15 +161,20 @@ pub fn encode_value<T: Serialize>(value: &T) -> Vec<u8> {
     encode(value)
 }
 
+/// The `position`th (from 0) normal entry of term 1's leader, carrying `request`.
+fn normal_entry(position: usize, request: LedgerRequest) -> Entry {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), position as u64 + 1),
+        payload: EntryPayload::Normal(request),
+    }
+}
+
 /// A state machine after applying `requests` as entries 1, 2, ...
 fn applied(requests: &[LedgerRequest]) -> Arc<MemKv> {
     let kv = Arc::new(MemKv::new());
     let machine = StateMachine::new(kv.clone());
     for (position, request) in requests.iter().enumerate() {
-        let entry = Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), position as u64 + 1),
-            payload: EntryPayload::Normal(request.clone()),
-        };
+        let entry = normal_entry(position, request.clone());
         machine
             .apply_entry(&entry)
             .expect("the in-memory store does not fail");

@@ -47,18 +47,20 @@ pub fn parse_create(request: &pb::CreatePaymentRequest) -> Result<CreateInput, A
     let buyer_id: BuyerId = id("buyer_id", &request.buyer_id)?;
     let method = convert::method_from_pb(request.payment_method.as_ref())?;
     let capture = convert::capture_from_pb(request.capture_method)?;
-    let Some(first) = request.orders.first() else {
+    if request.orders.is_empty() {
         return Err(ApiError::invalid(
             "order_count",
             "orders is empty: a checkout needs at least one order",
         ));
-    };
-    let currency = convert::currency("orders[0].currency", &first.currency)?;
-    let mut orders = Vec::with_capacity(request.orders.len());
+    }
+    let mut orders: Vec<NewOrder> = Vec::with_capacity(request.orders.len());
     for (index, order) in request.orders.iter().enumerate() {
         let field = |name: &str| format!("orders[{index}].{name}");
-        let order_currency = convert::currency(&field("currency"), &order.currency)?;
-        if order_currency != currency {
+        let currency = convert::currency(&field("currency"), &order.currency)?;
+        if orders
+            .first()
+            .is_some_and(|first| first.currency != currency)
+        {
             return Err(ApiError::invalid(
                 "mixed_currencies",
                 "all orders of a checkout must be in one currency: split it into several checkouts",
@@ -71,6 +73,7 @@ pub fn parse_create(request: &pb::CreatePaymentRequest) -> Result<CreateInput, A
             currency,
         });
     }
+    let currency = orders[0].currency;
     let total_minor = orders
         .iter()
         .try_fold(0u64, |sum, order| sum.checked_add(order.amount_minor))
